@@ -1,0 +1,259 @@
+"""Configuration: a TOML file validated once at start.
+
+Every key has a default, so the agent runs with no file at all (the embedded
+default: the synthetic ``demo`` source, data under ``./edge-agent-data``, MQTT to
+localhost:1883). ``config/edge-agent.example.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_agent.sources.base import redact
+
+_TOPIC_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and why."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos of real keys: refuse them instead of ignoring them.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+Point = tuple[float, float]
+
+
+class CameraConfig(_Section):
+    source: str = "demo"
+    width: Annotated[int, Field(ge=64, le=8192)] = 1280
+    height: Annotated[int, Field(ge=48, le=8192)] = 720
+    fps: Annotated[float, Field(gt=0, le=120)] = 10.0
+    loop: bool = True
+    reconnect_min_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    read_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+    @field_validator("source")
+    @classmethod
+    def _source_known(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be empty (use 'demo', 'picamera2', a URL, /dev/videoN, a file or a folder)")
+        return v
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+class DemoConfig(_Section):
+    seed: int = 1
+    car_interval_s: Annotated[float, Field(gt=0, le=3600)] = 4.0
+    car_speed_px_s: Annotated[float, Field(gt=0, le=5000)] = 420.0
+
+
+class MotionConfig(_Section):
+    enabled: bool = True
+    height: Annotated[int, Field(ge=40, le=480)] = 120
+    blur: Annotated[int, Field(ge=1, le=31)] = 5
+    threshold: Annotated[int, Field(ge=1, le=255)] = 25
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.1
+    min_area: Annotated[float, Field(gt=0, le=1)] = 0.002
+    end_after_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    scan_interval_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    masks: list[list[Point]] = Field(default_factory=list)
+
+    @field_validator("blur")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd (a Gaussian kernel size)")
+        return v
+
+    @field_validator("masks")
+    @classmethod
+    def _polygons(cls, v: list[list[Point]]) -> list[list[Point]]:
+        for i, poly in enumerate(v):
+            if len(poly) < 3:
+                raise ValueError(f"mask {i} needs at least 3 points, got {len(poly)}")
+            for x, y in poly:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(f"mask {i} point ({x}, {y}) is outside 0..1 (points are fractions of the frame)")
+        return v
+
+
+class AlprConfig(_Section):
+    enabled: bool = True
+    detector_model: Path | None = None
+    ocr_model: Path | None = None
+    threads: Annotated[int, Field(ge=1, le=16)] = 1
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+    @field_validator("detector_model", "ocr_model")
+    @classmethod
+    def _exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+
+class EventsConfig(_Section):
+    motion_events: bool = True
+    dedup_window_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
+    crop_max_height: Annotated[int, Field(ge=16, le=256)] = 64
+    crop_jpeg_quality: Annotated[int, Field(ge=10, le=100)] = 80
+
+
+class OutboxConfig(_Section):
+    max_events: Annotated[int, Field(ge=10, le=10_000_000)] = 200_000
+    max_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 512.0
+
+
+class TlsConfig(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(_Section):
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    prefix: str = "edge"
+    client_id: str = ""
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    username: str = ""
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    reconnect_min_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    max_inflight: Annotated[int, Field(ge=1, le=1000)] = 50
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        parts = v.split("/")
+        if not v or any(not _TOPIC_SAFE.match(p) for p in parts):
+            raise ValueError("must be topic levels of letters, digits, '.', '_' or '-' separated by '/'")
+        return v
+
+    @field_validator("password_file")
+    @classmethod
+    def _pw(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        if self.password_file is not None and not self.username:
+            raise ValueError("password_file needs username")
+        return self
+
+
+class HealthConfig(_Section):
+    interval_s: Annotated[float, Field(ge=1, le=86400)] = 30.0
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def _default_node_id() -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
+    return name or "edge-node"
+
+
+class Config(_Section):
+    node_id: str = Field(default_factory=_default_node_id)
+    data_dir: Path = Path("./edge-agent-data")
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    alpr: AlprConfig = Field(default_factory=AlprConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str) -> str:
+        if not _TOPIC_SAFE.match(v):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
+        return v
+
+    def summary(self) -> str:
+        tls = "tls" if self.mqtt.tls else "plain"
+        return (
+            f"node {self.node_id}: camera {redact(self.camera.source)} {self.camera.width}x{self.camera.height}"
+            f"@{self.camera.fps:g}fps, motion {'on' if self.motion.enabled else 'off'}, "
+            f"alpr {'on' if self.alpr.enabled else 'off'}, mqtt {self.mqtt.host}:{self.mqtt.port} ({tls}) "
+            f"prefix {self.mqtt.prefix}, data {self.data_dir}"
+        )
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{key}: {msg}{shown}"
+
+
+def validate(raw: dict[str, Any], origin: str = "config") -> Config:
+    """Builds a Config from parsed TOML, or raises ConfigError naming every bad key."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(dict(e)) for e in exc.errors()]
+        raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
+
+
+def load(path: Path | None) -> Config:
+    """Loads and validates a config file; None gives the embedded defaults."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return validate(raw, str(path))

@@ -1,0 +1,98 @@
+"""Config validation: every bad input is named by key and reason; the example config is valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from edge_agent.cli import main
+from edge_agent.config import Config, ConfigError, load
+
+EXAMPLE = REPO / "config" / "edge-agent.example.toml"
+
+
+def _check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    rc = main(["check-config", str(f)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_example_config_is_valid_and_documents_every_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.startswith("OK node ")
+    text = EXAMPLE.read_text()
+
+    def keys(model: type[Config] | object, prefix: str = "") -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            ann = field.annotation
+            sub = getattr(ann, "model_fields", None)
+            args = getattr(ann, "__args__", ())
+            nested = next((a for a in args if hasattr(a, "model_fields")), None)
+            if sub is not None:
+                out += keys(ann, f"{prefix}{name}.")
+            elif nested is not None:
+                out += keys(nested, f"{prefix}{name}.")
+            else:
+                out.append(f"{prefix}{name}")
+        return out
+
+    for key in keys(Config):
+        leaf = key.rsplit(".", 1)[-1]
+        assert f"{leaf} =" in text or f"# {leaf} =" in text, f"example config does not document {key}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("[camera]\nfps = -1\n", "camera.fps"),
+        ("[camra]\nfps = 5\n", "camra: unknown key"),
+        ("[camera]\nfsp = 5\n", "camera.fsp: unknown key"),
+        ("[mqtt]\nport = \"high\"\n", "mqtt.port"),
+        ("[mqtt]\nport = 70000\n", "mqtt.port"),
+        ("[alpr]\nocr_model = \"/nonexistent/ocr.tflite\"\n", "alpr.ocr_model: file not found"),
+        ("[mqtt.tls]\nca_file = \"/nonexistent/ca.pem\"\n", "mqtt.tls.ca_file: file not found"),
+        ("[motion]\nblur = 4\n", "motion.blur: must be odd"),
+        ("[motion]\nmasks = [[[0, 0], [1.5, 0], [0, 1]]]\n", "outside 0..1"),
+        ("node_id = \"a/b\"\n", "node_id"),
+        ("[camera\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expect: str) -> None:
+    rc, _out, err = _check(tmp_path, text, capsys)
+    assert rc == 2
+    assert expect in err
+    assert "Traceback" not in err
+
+
+def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["check-config", str(tmp_path / "nope.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_run_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[camera]\nfps = 0\n")
+    p = subprocess.run([sys.executable, "-m", "edge_agent", "run", "--config", str(f)], capture_output=True,
+                       text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 2
+    assert "camera.fps" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_defaults_need_no_file() -> None:
+    cfg = load(None)
+    assert cfg.camera.source == "demo"
+    assert cfg.mqtt.host == "localhost" and cfg.mqtt.port == 1883
+    with pytest.raises(ConfigError):
+        load(Path("/nonexistent.toml"))
+
+
+def test_credentials_not_in_summary() -> None:
+    cfg = Config.model_validate({"camera": {"source": "rtsp://admin:hunter2@10.0.0.5/live"}})
+    assert "hunter2" not in cfg.summary()
