@@ -96,12 +96,16 @@ class Collector:
 
     port: int
     topic: str = "#"
+    username: str | None = None
+    password: str | None = None
     messages: list[Message] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collector-{os.getpid()}-{id(self)}",
                                   clean_session=False)
+        if self.username:
+            self.client.username_pw_set(self.username, self.password)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
         self.client.reconnect_delay_set(1, 1)
