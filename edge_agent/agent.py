@@ -13,27 +13,28 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from edge_agent.alpr.types import ModelError, PlateRead
+from edge_agent.alpr.types import ModelError
 from edge_agent.commands import Command, CommandRouter
 from edge_agent.config import Config
-from edge_agent.events import EventBuilder
-from edge_agent.health import HealthReporter, PipelineStats, ema
-from edge_agent.motion import MotionDetector
+from edge_agent.doctor import CachedClock
+from edge_agent.events import Event
+from edge_agent.footage import Footage, FootageError
+from edge_agent.health import HealthReporter, PipelineStats
+from edge_agent.hotlist import HotlistCommand, Hotlists
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutboxError
+from edge_agent.pipeline import FramePipeline, Reader
+from edge_agent.provision import check_secret_files
+from edge_agent.remote_config import RemoteConfig, State
+from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_trusted_keys
 from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source, redact
 from edge_agent.systemd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
-
-class Reader(Protocol):
-    def read(self, image_bgr: Any) -> list[PlateRead]: ...
-
-    @property
-    def model_versions(self) -> dict[str, str]: ...
+_MAX_HELD = 10_000  # events kept in memory while the outbox cannot write
 
 
 class StartupError(Exception):
@@ -89,9 +90,14 @@ def load_reader(cfg: Config, stats: PipelineStats) -> Reader | None:
 
 
 class Agent:
-    def __init__(self, cfg: Config, reader: Reader | None = None, source: FrameSource | None = None) -> None:
+    def __init__(self, cfg: Config, reader: Reader | None = None, source: FrameSource | None = None,
+                 remote: State | None = None) -> None:
         self.cfg = cfg
         self.stats = PipelineStats()
+        # A key others can read is a key others can copy: better not to run than to run as a cloneable node.
+        unsafe = check_secret_files(cfg)
+        if unsafe:
+            raise StartupError("; ".join(unsafe))
         try:
             self.outbox = Outbox(Path(cfg.data_dir) / "outbox.sqlite3", cfg.node_id, cfg.outbox.max_events,
                                  int(cfg.outbox.max_mb * 2**20))
@@ -103,11 +109,36 @@ class Agent:
         self.source = source if source is not None else make_source(cfg)
         self.commands = CommandRouter(self.stats)
         self.commands.register("ping", self._cmd_ping)
-        self.link = MqttLink(cfg, self.outbox, self.stats, self.commands.submit)
+        self.footage: Footage | None = None
+        if cfg.recorder.enabled:
+            try:
+                self.footage = Footage(cfg, self._store)
+            except FootageError as exc:
+                raise StartupError(str(exc)) from None
+            self.commands.register("clip", self.footage.clips.handle)
+        submit = self.commands.submit if self.footage is None else self.footage.screen(self.commands.submit)
+        self.link = MqttLink(cfg, self.outbox, self.stats, submit)
         self.health = HealthReporter(cfg.node_id, redact(cfg.camera.source), Path(cfg.data_dir), self.stats,
                                      self.outbox)
         self.frames = FrameQueue(self.stats)
-        self.events = EventBuilder(cfg.events, cfg.motion.end_after_s)
+        self.hotlists = Hotlists(Path(cfg.data_dir) / "hotlists.json", cfg.hotlist.fuzzy)
+        self.pipeline = FramePipeline(cfg, self.reader, self.stats, self.hotlists)
+        # One verifier (one nonce store) for every signed command: clip requests, hotlists, config.
+        try:
+            trusted = load_trusted_keys(cfg.security.trusted_keys)
+        except KeyFileError as exc:
+            raise StartupError(f"security.trusted_keys: {exc}") from None
+        self.verifier = SignedCommandVerifier(trusted, Path(cfg.data_dir) / "nonces.sqlite3",
+                                              cfg.security.max_command_ttl_s) if trusted else None
+        self.commands.register("hotlist", HotlistCommand(self.hotlists, self.verifier))
+        # cmd/config restarts the process in place to apply a change to every stage at once (cli.py execs).
+        self._restart = threading.Event()
+        self.remote = RemoteConfig(remote or State(cfg, Path(cfg.data_dir), cfg.remote_config.self_check_s),
+                                   self.verifier, self._restart.set)
+        self.commands.register("config", self.remote.handle)
+        self.clock = CachedClock()
+        self._store_lock = threading.Lock()
+        self._held: deque[Event] = deque()
         self._stop = threading.Event()
         self._progress = time.monotonic()  # last time the processing loop went round: the watchdog's evidence
         self._threads = [
@@ -157,6 +188,8 @@ class Agent:
             backoff = cam.reconnect_min_s
             self.stats.frames_in += 1
             self.frames.put(frame)
+            if self.footage is not None:
+                self.footage.offer(frame)  # never blocks: the recorder has its own bounded queue
         self.source.close()
 
     def _camera_down(self, reason: str, retry_s: float) -> None:
@@ -167,55 +200,68 @@ class Agent:
     # -- processing ------------------------------------------------------------------------------
 
     def _process_loop(self) -> None:
-        motion: MotionDetector | None = None
-        last_scan = 0.0
-        mcfg = self.cfg.motion
         while not self._stop.is_set():
             self._progress = time.monotonic()
             frame = self.frames.get(timeout=0.5)
             if frame is None:
                 continue
-            active = True
-            if mcfg.enabled:
-                h, w = frame.image.shape[:2]
-                if motion is None or motion.frame_size != (w, h):
-                    motion = MotionDetector(mcfg, w, h)
-                t0 = time.perf_counter()
-                result = motion.detect(frame)
-                self.stats.motion_ms = ema(self.stats.motion_ms, (time.perf_counter() - t0) * 1000)
-                active = result.active
-                if active:
-                    self.stats.motion_frames += 1
-                self._store(self.events.motion(result, frame.ts, frame.mono))
-            scan_due = mcfg.scan_interval_s > 0 and frame.mono - last_scan >= mcfg.scan_interval_s
-            if self.reader is not None and (active or scan_due):
-                last_scan = frame.mono
-                t0 = time.perf_counter()
-                reads = self.reader.read(frame.image)
-                self.stats.inference_ms = ema(self.stats.inference_ms, (time.perf_counter() - t0) * 1000)
-                self.stats.alpr_runs += 1
-                for r in reads:
-                    if r.confidence < self.cfg.alpr.min_confidence:
-                        continue
-                    self.stats.plates_read += 1
-                    self._store(self.events.plate(r, frame.ts, frame.mono))
-            self.stats.frames_processed += 1
+            for event in self.pipeline.process(frame):
+                self._store(event)
+        for event in self.pipeline.flush():
+            self._store(event)
 
-    def _store(self, event: Any) -> None:
+    def _store(self, event: Event | None) -> None:
+        """Into the outbox; when the disk refuses (full, I/O error) the event waits in memory, in
+        order, and is stored as soon as the disk takes it again."""
         if event is None:
             return
-        try:
-            self.outbox.append(event)
-        except OutboxError as exc:
-            self.stats.events_lost += 1
-            log.error("%s", exc)
-            return
+        with self._store_lock:
+            if self._held:
+                self._retry_held()
+            if self._held:
+                self._hold(event)
+            else:
+                try:
+                    self.outbox.append(event)
+                except OutboxError as exc:
+                    log.error("%s; holding events in memory (up to %d) until the disk takes them", exc, _MAX_HELD)
+                    self._hold(event)
         self.link.notify()
+        if self.footage is not None:
+            self.footage.on_event(event)
+
+    def _hold(self, event: Event) -> None:
+        if len(self._held) >= _MAX_HELD:
+            # Memory is bounded too: the oldest least important event gives way, counted as lost.
+            victim = min(range(len(self._held)), key=lambda i: (self._held[i].priority, i))
+            del self._held[victim]
+            self.stats.events_lost += 1
+        self._held.append(event)
+        self.stats.events_held = len(self._held)
+
+    def _retry_held(self) -> None:
+        while self._held:
+            try:
+                self.outbox.append(self._held[0])
+            except OutboxError:
+                break
+            self._held.popleft()
+        if not self._held and self.stats.events_held:
+            log.info("outbox: the disk takes events again; all held events are stored")
+        self.stats.events_held = len(self._held)
+
+    def retry_held(self) -> None:
+        with self._store_lock:
+            if self._held:
+                self._retry_held()
+                self.link.notify()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.commands.start(self.link.reply)
+        self.commands.start(self.link.reply if self.footage is None else self.footage.router_reply(self.link.reply))
+        if self.footage is not None:
+            self.footage.start(self.link.reply)
         self.link.start()
         for t in self._threads:
             t.start()
@@ -225,13 +271,30 @@ class Agent:
         for t in self._threads:
             t.join(3.0)
         self.commands.stop()
+        if self.footage is not None:
+            self.footage.stop()
+        self.retry_held()
+        if self._held:
+            self.stats.events_lost += len(self._held)
+            log.error("outbox: %d events could not be written to disk before stopping and are lost", len(self._held))
         self.link.stop()
         self.outbox.close()
+        self.pipeline.close()
 
     def publish_health(self) -> dict[str, Any]:
         snap = self.health.snapshot()
+        problems = self.remote.self_check(self)
+        snap["self_check"] = {"ok": not problems, "problems": problems}
+        snap["clock"] = self.clock.as_health()
+        snap["config"] = self.remote.health()
+        if self.footage is not None:
+            snap.update(self.footage.health())
         self.link.publish_health(snap)
         return snap
+
+    @property
+    def restart_requested(self) -> bool:
+        return self._restart.is_set()
 
     def healthy(self) -> bool:
         """True while the processing loop goes round; a hung loop stops the watchdog pings."""
@@ -248,6 +311,7 @@ class Agent:
             now = time.monotonic()
             if notifier.watchdog_interval_s is not None and self.healthy():
                 notifier.watchdog()
+            self.retry_held()
             connected = self.link.connected
             # Publish at once on (re)connect, so the retained health is never older than the link.
             if now >= next_health or (connected and not was_connected):
@@ -258,6 +322,12 @@ class Agent:
                 )
                 next_health = now + self.cfg.health.interval_s
             was_connected = connected
-        notifier.stopping()
+            self.remote.tick(self, self.link.reply, connected)
+            if self._restart.is_set():
+                break
+        if self._restart.is_set():
+            notifier.notify("RELOADING=1\nSTATUS=restarting to apply a remote configuration change")
+        else:
+            notifier.stopping()
         log.info("edge-agent stopping")
         self.stop()

@@ -1,4 +1,4 @@
-"""Command line: ``edge-agent run | check-config | read``."""
+"""Command line: ``edge-agent run | check-config | read | provision | doctor``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"edge-agent: invalid config: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(cfg.log.level)
+    from edge_agent.remote_config import prepare
+
+    # The remote overlay (signed cmd/config) goes over the file; a bad one is rolled back, never fatal.
+    base = cfg
+    cfg, remote = prepare(base)
+    if cfg.log.level != base.log.level:
+        setup_logging(cfg.log.level)
     if args.config is None:
         log.info("no --config given: running on the embedded defaults (demo source, data in %s, MQTT %s:%d)",
                  cfg.data_dir, cfg.mqtt.host, cfg.mqtt.port)
@@ -51,12 +58,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        agent = Agent(cfg)
+        agent = Agent(cfg, remote=remote)
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         print(f"edge-agent: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
     agent.run_forever(Notifier(), stop)
+    if agent.restart_requested and not stop.is_set():
+        import os
+
+        argv = [sys.executable, "-m", "edge_agent", "run"] + (["--config", str(args.config)] if args.config else [])
+        log.info("restarting in place to apply the configuration change")
+        logging.shutdown()
+        # Same PID: systemd (Type=notify) sees a reload, not an exit; the outbox was closed by stop().
+        os.execv(sys.executable, argv)
     return EXIT_OK
 
 
@@ -64,6 +79,35 @@ def _cmd_read(args: argparse.Namespace) -> int:
     from edge_agent.alpr.read_command import run_read
 
     return run_read(list(args.paths), bool(args.json))
+
+
+def _cmd_provision(args: argparse.Namespace) -> int:
+    import os
+    import pwd
+
+    from edge_agent.provision import ProvisionError, provision, report
+
+    owner = args.owner
+    if owner is None and os.geteuid() == 0:
+        # As root (the normal case on a pole) hand the keys to the service user, who must read them.
+        try:
+            pwd.getpwnam("edge-agent")
+            owner = "edge-agent"
+        except KeyError:
+            owner = None
+    try:
+        ident = provision(args.node_id, args.dir, force=args.force, owner=owner or None)
+    except ProvisionError as exc:
+        print(f"edge-agent: provision: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report(ident))
+    return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edge_agent.doctor import run_doctor
+
+    return run_doctor(args.config, skip=set(args.skip or ()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--json", action="store_true", help="one JSON line per image")
     rd.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     rd.set_defaults(func=_cmd_read)
+
+    from edge_agent.provision import DEFAULT_DIR
+
+    pv = sub.add_parser("provision", help="create this node's signing key, MQTT TLS key and certificate request")
+    pv.add_argument("--node-id", required=True, help="the node id (MQTT topic level and certificate CN)")
+    pv.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"where to write the keys (default {DEFAULT_DIR})")
+    pv.add_argument("--owner", default=None,
+                    help="user to own the files (default: edge-agent when run as root and that user exists)")
+    pv.add_argument("--force", action="store_true", help="replace existing keys (changes the node's identity)")
+    pv.set_defaults(func=_cmd_provision)
+
+    dr = sub.add_parser("doctor", help="check that this pole is ready: one OK/WARN/FAIL line per check")
+    dr.add_argument("--config", type=Path, default=None,
+                    help="TOML config file (default /etc/edge-agent/edge-agent.toml when it exists)")
+    dr.add_argument("--skip", action="append", metavar="CHECK", help="skip a check by name (repeatable)")
+    dr.set_defaults(func=_cmd_doctor)
+
+    from edge_agent.ops import add_commands as add_ops_commands
+
+    add_ops_commands(sub)
     return p
 
 

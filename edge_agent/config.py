@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge_agent.formats import DEFAULT_ORDER as DEFAULT_FORMAT_ORDER
+from edge_agent.formats import FORMATS
 from edge_agent.sources.base import redact
 
 _TOPIC_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -115,6 +117,30 @@ class EventsConfig(_Section):
     crop_jpeg_quality: Annotated[int, Field(ge=10, le=100)] = 80
 
 
+class TrackingConfig(_Section):
+    max_gap_s: Annotated[float, Field(gt=0, le=600)] = 1.5
+    max_delay_s: Annotated[float, Field(gt=0, le=3600)] = 6.0
+    low_confidence: Annotated[float, Field(ge=0, le=1)] = 0.6
+
+
+class FormatsConfig(_Section):
+    enabled: list[str] = Field(default_factory=lambda: list(DEFAULT_FORMAT_ORDER))
+
+    @field_validator("enabled")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown format(s) {unknown}; known: {sorted(FORMATS)}")
+        if not v:
+            raise ValueError("enable at least one format (\"any\" accepts every read)")
+        return v
+
+
+class HotlistConfig(_Section):
+    fuzzy: bool = True
+
+
 class OutboxConfig(_Section):
     max_events: Annotated[int, Field(ge=10, le=10_000_000)] = 200_000
     max_mb: Annotated[float, Field(ge=1, le=1_000_000)] = 512.0
@@ -177,8 +203,94 @@ class MqttConfig(_Section):
         return self
 
 
+class RecorderConfig(_Section):
+    enabled: bool = False
+    camera_id: str = "cam0"
+    codec: Literal["libx264", "h264_v4l2m2m"] = "libx264"
+    crf: Annotated[int, Field(ge=0, le=51)] = 28
+    keyframe_interval_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    segment_s: Annotated[float, Field(ge=2, le=600)] = 10.0
+    max_age_days: Annotated[float, Field(gt=0, le=366)] = 7.0
+    max_disk_mb: Annotated[float, Field(ge=10, le=10_000_000)] = 20_000.0
+    retention_interval_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    queue_frames: Annotated[int, Field(ge=2, le=1000)] = 30
+    event_clips: bool = False
+    event_pre_roll_s: Annotated[float, Field(ge=0, le=300)] = 5.0
+    event_post_roll_s: Annotated[float, Field(ge=0, le=300)] = 5.0
+
+    @field_validator("camera_id")
+    @classmethod
+    def _camera_id(cls, v: str) -> str:
+        if not _TOPIC_SAFE.match(v):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+        return v
+
+
+class ClipsConfig(_Section):
+    max_clip_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    max_pending: Annotated[int, Field(ge=1, le=100)] = 4
+    wait_for_footage_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+
+
+class UploadConfig(_Section):
+    max_kbps: Annotated[float, Field(gt=0, le=1_000_000)] = 2000.0
+    chunk_kb: Annotated[int, Field(ge=4, le=65536)] = 256
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    retry_min_s: Annotated[float, Field(gt=0, le=600)] = 2.0
+    retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    give_up_after_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
+    progress_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    ca_file: Path | None = None
+    allow_http: bool = False
+
+    @field_validator("ca_file")
+    @classmethod
+    def _exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> UploadConfig:
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s must be >= retry_min_s")
+        return self
+
+
+class SecurityConfig(_Section):
+    trusted_keys: dict[str, Path] = Field(default_factory=dict)
+    node_key_file: Path | None = None
+    max_command_ttl_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+
+    @field_validator("node_key_file")
+    @classmethod
+    def _node_key(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file not found: {v} (create it with 'edge-agent provision', or leave this key "
+                             "out to have the agent create one under data_dir)")
+        return v
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, v: dict[str, Path]) -> dict[str, Path]:
+        from edge_agent.signing import KeyFileError, load_public_key
+
+        for key_id, path in v.items():
+            if not _TOPIC_SAFE.match(key_id):
+                raise ValueError(f"key id {key_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
+            try:
+                load_public_key(path)
+            except KeyFileError as exc:
+                raise ValueError(f"{key_id}: {exc}") from None
+        return v
+
+
 class HealthConfig(_Section):
     interval_s: Annotated[float, Field(ge=1, le=86400)] = 30.0
+
+
+class RemoteConfigConfig(_Section):
+    self_check_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
 
 
 class LogConfig(_Section):
@@ -198,10 +310,18 @@ class Config(_Section):
     motion: MotionConfig = Field(default_factory=MotionConfig)
     alpr: AlprConfig = Field(default_factory=AlprConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    formats: FormatsConfig = Field(default_factory=FormatsConfig)
+    hotlist: HotlistConfig = Field(default_factory=HotlistConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    recorder: RecorderConfig = Field(default_factory=RecorderConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    upload: UploadConfig = Field(default_factory=UploadConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    remote_config: RemoteConfigConfig = Field(default_factory=RemoteConfigConfig)
 
     @field_validator("node_id")
     @classmethod

@@ -11,17 +11,23 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 
 from edge_agent.alpr.types import PlateRead
 from edge_agent.config import EventsConfig
+from edge_agent.formats import FormatCheck
 from edge_agent.motion import MotionResult
+from edge_agent.tracking import TrackResult
+
+if TYPE_CHECKING:
+    from edge_agent.hotlist import HotlistMatch
 
 # Lower priorities are dropped first when the outbox is full (docs/mqtt.md, "Outbox").
 PRIORITY_MOTION = 0
 PRIORITY_PLATE = 1
+PRIORITY_ALERT = 2  # published ahead of the backlog (Outbox.pending_urgent)
 
 
 def utc_iso(ts: float) -> str:
@@ -46,16 +52,15 @@ def _round_box(box: tuple[int, int, int, int]) -> list[int]:
 
 
 class EventBuilder:
-    """Holds the little state events need: motion start/end and recently seen plates."""
+    """Builds event payloads; holds the little state motion start/end needs."""
 
-    def __init__(self, cfg: EventsConfig, motion_end_after_s: float) -> None:
+    def __init__(self, cfg: EventsConfig, motion_end_after_s: float, low_confidence: float) -> None:
         self._cfg = cfg
         self._end_after = motion_end_after_s
+        self._low_confidence = low_confidence
         self._motion_since: float | None = None
         self._motion_last: float = 0.0
         self._motion_peak = 0.0
-        self._recent: dict[str, float] = {}
-        self.suppressed_repeats = 0
 
     def motion(self, result: MotionResult, frame_ts: float, mono: float) -> Event | None:
         if not self._cfg.motion_events:
@@ -77,23 +82,43 @@ class EventBuilder:
                                     "duration_s": round(duration, 2), "peak_area": round(peak, 4)})
         return None
 
-    def plate(self, read: PlateRead, frame_ts: float, mono: float) -> Event | None:
-        last = self._recent.get(read.text)
-        self._recent[read.text] = mono
-        if last is not None and mono - last < self._cfg.dedup_window_s:
-            self.suppressed_repeats += 1
-            return None
-        if len(self._recent) > 1024:
-            horizon = mono - self._cfg.dedup_window_s
-            self._recent = {t: m for t, m in self._recent.items() if m >= horizon}
+    def plate(self, result: TrackResult, check: FormatCheck) -> Event:
+        """One vehicle pass: the voted text, format-checked, with the best crop."""
+        best = result.best
         payload: dict[str, Any] = {
-            "text": read.text,
-            "confidence": round(float(read.confidence), 4),
-            "box": _round_box(read.box),
-            "frame_ts": utc_iso(frame_ts),
-            "crop_jpeg_b64": self._encode_crop(read),
+            "text": check.text,
+            "confidence": round(float(result.confidence), 4),
+            "low_confidence": not check.valid or result.confidence < self._low_confidence,
+            "country": check.country,
+            "corrected_from": check.corrected_from,
+            "box": _round_box(best.read.box),
+            "frame_ts": utc_iso(best.frame_ts),
+            "first_seen": utc_iso(result.first_ts),
+            "last_seen": utc_iso(result.last_ts),
+            "frames": result.frames,
+            "direction": result.direction,
+            "alternatives": [{"text": t, "score": sc} for t, sc in result.alternatives],
+            "track_id": result.track_id,
+            "crop_jpeg_b64": self._encode_crop(best.read),
         }
         return Event("plate", payload, PRIORITY_PLATE)
+
+    def alert(self, plate: Event, match: HotlistMatch) -> Event:
+        """A hotlist hit: its own event type, published ahead of any backlog."""
+        p = plate.payload
+        payload: dict[str, Any] = {
+            "text": p["text"],
+            "list_id": match.list_id,
+            "listed_text": match.listed_text,
+            "match": match.kind,
+            "reason": match.reason,
+            "plate_event_id": plate.event_id,
+            "confidence": p["confidence"],
+            "frame_ts": p["frame_ts"],
+            "box": p["box"],
+            "crop_jpeg_b64": p["crop_jpeg_b64"],
+        }
+        return Event("alert", payload, PRIORITY_ALERT)
 
     def _encode_crop(self, read: PlateRead) -> str | None:
         crop = read.crop

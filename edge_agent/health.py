@@ -25,9 +25,14 @@ class PipelineStats:
     motion_frames: int = 0
     alpr_runs: int = 0
     plates_read: int = 0
+    plates_published: int = 0
+    alpr_errors: int = 0
+    plates_repeated: int = 0
+    hotlist_alerts: int = 0
     motion_ms: float = 0.0
     inference_ms: float = 0.0
     events_lost: int = 0
+    events_held: int = 0
     camera_state: str = "starting"
     camera_error: str = ""
     camera_reconnects: int = 0
@@ -110,13 +115,17 @@ class HealthReporter:
             "memory": {**_meminfo_mb(), "rss_mb": _rss_mb()},
             "disk": disk,
             "frames": {"in": s.frames_in, "processed": s.frames_processed, "dropped": s.frames_dropped,
-                       "with_motion": s.motion_frames, "alpr_runs": s.alpr_runs, "plates_read": s.plates_read},
+                       "with_motion": s.motion_frames, "alpr_runs": s.alpr_runs, "plates_read": s.plates_read,
+                       "alpr_errors": s.alpr_errors},
+            "plates": {"published": s.plates_published, "repeats_suppressed": s.plates_repeated,
+                       "hotlist_alerts": s.hotlist_alerts},
             "fps": {"in": round(fps_in, 2), "motion": round(fps_processed, 2)},
             "motion_ms": round(s.motion_ms, 3),
             "inference_ms": round(s.inference_ms, 2),
             "outbox": {"depth": ob.depth, "bytes": ob.bytes,
                        "oldest_age_s": None if ob.oldest_age_s is None else round(ob.oldest_age_s, 1),
-                       "last_seq": ob.last_seq, "dropped": ob.dropped, "lost": s.events_lost},
+                       "last_seq": ob.last_seq, "dropped": ob.dropped, "lost": s.events_lost,
+                       "held_in_memory": s.events_held},
             "link": {"state": s.link_state, "reconnects": s.link_reconnects},
             "camera": {"source": self._source, "state": s.camera_state, "error": s.camera_error,
                        "reconnects": s.camera_reconnects},

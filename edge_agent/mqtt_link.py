@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import Config
 from edge_agent.health import PipelineStats
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, Pending
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +189,26 @@ class MqttLink:
             self._drain_acks()
             room = window - len(self._inflight) if self._connected else 0
             if room > 0:
-                for ev in self._outbox.pending(self._handed_seq, room):
-                    info = self._client.publish(self.topics.event(ev.type), ev.body, qos=1)
-                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                        log.warning("mqtt: publish of seq %d failed (%s); will retry", ev.seq, info.rc)
-                        break
-                    # A PUBACK that already arrived waits in _acked_mids until the next drain, after this.
-                    self._inflight[info.mid] = ev.seq
-                    self._handed_seq = ev.seq
+                urgent = self._outbox.pending_urgent(self._inflight.values(), room)
+                self._hand(urgent)
+                if room - len(urgent) > 0:
+                    self._handed_seq = self._hand(self._outbox.pending(self._handed_seq, room - len(urgent)),
+                                                  self._handed_seq)
             with self._wake:
                 if not self._acked_mids:
                     self._wake.wait(0.5)
+
+    def _hand(self, events: list[Pending], cursor: int = 0) -> int:
+        """Gives events to paho; returns the seq of the last one handed (or ``cursor``)."""
+        for ev in events:
+            info = self._client.publish(self.topics.event(ev.type), ev.body, qos=1)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.warning("mqtt: publish of seq %d failed (%s); will retry", ev.seq, info.rc)
+                break
+            # A PUBACK that already arrived waits in _acked_mids until the next drain, after this.
+            self._inflight[info.mid] = ev.seq
+            cursor = ev.seq
+        return cursor
 
     # -- direct publishes ------------------------------------------------------------------------
 

@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.events import Event
+from edge_agent.events import PRIORITY_ALERT, Event
+
+PRIORITY_URGENT = PRIORITY_ALERT
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -135,9 +137,22 @@ class Outbox:
             pass
 
     def pending(self, after_seq: int, limit: int) -> list[Pending]:
+        """Events after ``after_seq`` in seq order, urgent ones excluded (see pending_urgent)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, type, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+                "SELECT seq, type, body FROM outbox WHERE seq > ? AND priority < ? ORDER BY seq LIMIT ?",
+                (after_seq, PRIORITY_URGENT, limit),
+            ).fetchall()
+        return [Pending(int(s), str(t), bytes(b)) for s, t, b in rows]
+
+    def pending_urgent(self, exclude: Iterable[int], limit: int) -> list[Pending]:
+        """Urgent events (hotlist alerts) not yet handed out: they go ahead of any backlog."""
+        skip = json.dumps(list(exclude))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, type, body FROM outbox WHERE priority >= ? AND seq NOT IN (SELECT value FROM json_each(?))"
+                " ORDER BY seq LIMIT ?",
+                (PRIORITY_URGENT, skip, limit),
             ).fetchall()
         return [Pending(int(s), str(t), bytes(b)) for s, t, b in rows]
 

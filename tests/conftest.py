@@ -141,6 +141,14 @@ def collector(broker: Broker) -> Iterator[Collector]:
     c.close()
 
 
+def _toml(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return json.dumps(v)
+
+
 def write_config(path: Path, data_dir: Path, port: int, **sections: dict[str, Any]) -> Path:
     """A config for tests: fast demo traffic, short intervals; sections override keys."""
     base: dict[str, dict[str, Any]] = {
@@ -157,7 +165,7 @@ def write_config(path: Path, data_dir: Path, port: int, **sections: dict[str, An
     for name, values in base.items():
         lines.append(f"[{name}]")
         for k, v in values.items():
-            lines.append(f"{k} = {json.dumps(v)}")
+            lines.append(f"{k} = {_toml(v)}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -77,3 +77,17 @@ def test_event_is_on_disk_when_append_returns(tmp_path: Path) -> None:
     # A second connection (as after a crash) sees it without close() on the first.
     other = Outbox(db, "n1", 1000, 10**8)
     assert [json.loads(p.body)["text"] for p in other.pending(0, 10)] == ["AB123CD"]
+
+
+def test_urgent_events_come_out_ahead_of_the_backlog(tmp_path: Path) -> None:
+    from edge_agent.events import PRIORITY_ALERT
+
+    ob = Outbox(tmp_path / "o.sqlite3", "n1", 1000, 10**8)
+    for i in range(50):
+        ob.append(_motion(i))
+    alert_seq = ob.append(Event("alert", {"text": "AB123CD"}, PRIORITY_ALERT))
+    assert [p.seq for p in ob.pending_urgent([], 10)] == [alert_seq]
+    assert [p.seq for p in ob.pending_urgent([alert_seq], 10)] == [], "already handed out"
+    assert alert_seq not in [p.seq for p in ob.pending(0, 1000)], "not sent twice through the normal path"
+    ob.ack([alert_seq])
+    assert ob.pending_urgent([], 10) == []

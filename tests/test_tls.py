@@ -44,6 +44,7 @@ def _write(path: Path, cert: x509.Certificate | None = None, key: ec.EllipticCur
     if key is not None:
         path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
+        path.chmod(0o600)  # the agent refuses key files other users can read
     return path
 
 
@@ -90,6 +91,7 @@ def tls_broker(tmp_path: Path, pki: dict[str, Path]) -> Broker:
 def _tls_config(tmp_path: Path, broker: Broker, pki: dict[str, Path], ca: Path) -> Path:
     pw = tmp_path / "mqtt-password"
     pw.write_text("s3cret-pw\n")
+    pw.chmod(0o600)
     cfg = write_config(tmp_path / "a.toml", tmp_path / "data", broker.tls_port,  # type: ignore[attr-defined]
                        mqtt={"host": "localhost", "username": "pole", "password_file": str(pw)})
     cfg.write_text(cfg.read_text() + f'[mqtt.tls]\nca_file = "{ca}"\ncert_file = "{pki["node_cert"]}"\n'

@@ -1,0 +1,125 @@
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""``edge-agent read [--json] PATH...``: read the plates in image files or folders of images.
+
+Exit status: 0 all images read; 1 some images could not be decoded (each is reported, the rest
+are read); 2 nothing could be read at all (missing path, folder without images, only bad files,
+unusable model).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from edge_agent.alpr.types import ModelError, PlateRead
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"})
+
+
+def collect_images(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Image files named or found (non-recursively) in the named folders, and the problems found."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"{p}: folder contains no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        elif p.exists():
+            problems.append(f"{p}: not a file or folder")
+        else:
+            problems.append(f"{p}: no such file or folder")
+    return files, problems
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """The image as BGR, or ValueError saying why not."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ValueError(f"cannot open: {exc.strerror or exc}") from None
+    if data.size == 0:
+        raise ValueError("empty file")
+    # imdecode rather than imread: no path-encoding surprises and no OpenCV warnings on stderr.
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise ValueError("not an image or corrupt (cannot decode)")
+    return np.asarray(img)
+
+
+def _plate_json(r: PlateRead) -> dict[str, object]:
+    return {"text": r.text, "box": list(r.box), "confidence": round(r.confidence, 3)}
+
+
+def _plate_text(r: PlateRead) -> str:
+    x, y, w, h = r.box
+    return f"{r.text} ({r.confidence:.2f}) at x={x} y={y} w={w} h={h}"
+
+
+def run_read(
+    paths: list[Path],
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    *,
+    detector_path: Path | None = None,
+    ocr_path: Path | None = None,
+) -> int:
+    """Reads plates in ``paths`` (files or folders) and prints one line per image; returns the exit code.
+
+    ``ms`` is the time to find and read the plates in the decoded image (decoding not included).
+    """
+    files, problems = collect_images([Path(p) for p in paths])
+    if problems:
+        for msg in problems:
+            print(f"edge-agent read: {msg}", file=err)
+        return EXIT_USAGE
+    if not files:
+        print("edge-agent read: no images given", file=err)
+        return EXIT_USAGE
+
+    from edge_agent.alpr.reader import PlateReader
+
+    try:
+        reader = PlateReader(detector_path=detector_path, ocr_path=ocr_path, threads=1)
+    except ModelError as exc:
+        print(f"edge-agent read: cannot load the plate models: {exc}", file=err)
+        return EXIT_USAGE
+
+    failed = 0
+    for f in files:
+        try:
+            img = decode_image(f)
+            t0 = time.perf_counter()
+            reads = reader.read(img)
+            ms = (time.perf_counter() - t0) * 1000
+        except ValueError as exc:
+            print(f"edge-agent read: {f}: {exc}", file=err)
+            failed += 1
+            continue
+        except Exception as exc:  # one bad image must not stop a batch, nor print a traceback
+            print(f"edge-agent read: {f}: failed: {type(exc).__name__}: {exc}", file=err)
+            failed += 1
+            continue
+        if as_json:
+            line = json.dumps({"image": f.name, "plates": [_plate_json(r) for r in reads], "ms": round(ms, 1)})
+        else:
+            found = "; ".join(_plate_text(r) for r in reads) if reads else "no plate found"
+            line = f"{f.name}: {found} [{ms:.1f} ms]"
+        print(line, file=out, flush=True)
+    if failed == len(files):
+        return EXIT_USAGE
+    return EXIT_SOME_FAILED if failed else EXIT_OK

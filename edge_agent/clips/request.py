@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Validation of ``cmd/clip`` requests: every refusal is a CommandRejected with its own reason."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.commands import CommandRejected
+from edge_agent.signing import SignedCommandVerifier, parse_iso_utc
+
+REQUIRED = ("request_id", "camera", "start", "end", "agency", "upload_url", "upload_token", "expires", "nonce",
+            "key_id", "signature")
+_AGENCY = re.compile(r"^[\w .,'()&/-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipRequest:
+    request_id: str
+    camera: str
+    start_ts: float
+    end_ts: float
+    start: str
+    end: str
+    agency: str
+    upload_url: str
+    upload_token: str
+    key_id: str
+
+    @property
+    def upload_host(self) -> str:
+        """Where the clip goes, without path or query (those may carry secrets): safe for logs and audit."""
+        return urllib.parse.urlsplit(self.upload_url).netloc.rpartition("@")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    camera_id: str
+    max_clip_s: float
+    oldest_ts: float | None  # oldest footage still on disk, None when there is none
+    allow_http: bool
+
+
+def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, now: float,
+                       limits: Limits) -> ClipRequest:
+    unexpected = sorted(set(body) - set(REQUIRED))
+    if unexpected:
+        raise CommandRejected(f"unexpected fields: {unexpected[:10]}")
+    key_id = verifier.verify(body, now)
+    missing = [f for f in REQUIRED if f not in body]
+    if missing:
+        raise CommandRejected(f"malformed request: missing fields {missing}")
+    for name in ("camera", "agency", "upload_url", "upload_token"):
+        if not isinstance(body[name], str) or not body[name]:
+            raise CommandRejected(f"malformed request: {name} must be a non-empty string")
+    if not _AGENCY.match(body["agency"]):
+        raise CommandRejected("malformed request: agency must be 1-128 letters, digits, spaces or .,'()&/-")
+    if len(body["upload_token"]) > 4096:
+        raise CommandRejected("malformed request: upload_token longer than 4096 characters")
+    url = urllib.parse.urlsplit(body["upload_url"])
+    if url.scheme != "https" and not (limits.allow_http and url.scheme == "http"):
+        raise CommandRejected("malformed request: upload_url must be an https:// URL")
+    if not url.hostname:
+        raise CommandRejected("malformed request: upload_url has no host")
+    start, end = parse_iso_utc(body["start"], "start"), parse_iso_utc(body["end"], "end")
+    if body["camera"] != limits.camera_id:
+        raise CommandRejected(f"unknown camera {body['camera'][:64]!r}: this node records {limits.camera_id!r}")
+    if end <= start:
+        raise CommandRejected("malformed request: end must be after start")
+    if end - start > limits.max_clip_s:
+        raise CommandRejected(f"range too long: {end - start:.0f} s, at most {limits.max_clip_s:.0f} s "
+                              "(clips.max_clip_s)")
+    if end > now:
+        raise CommandRejected("range outside retention: end is in the future")
+    if limits.oldest_ts is None:
+        raise CommandRejected("range outside retention: no footage is recorded")
+    if start < limits.oldest_ts:
+        raise CommandRejected(f"range outside retention: start is {limits.oldest_ts - start:.0f} s before the "
+                              "oldest footage")
+    return ClipRequest(body["request_id"], body["camera"], start, end, body["start"], body["end"], body["agency"],
+                       body["upload_url"], body["upload_token"], key_id)

@@ -1,0 +1,213 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``cmd/clip``: verify the signed request, audit it, then cut, sign and upload on a worker thread.
+
+The command thread only validates (milliseconds) and answers ``accepted`` or the refusal; the
+``clip-worker`` thread does the slow part and publishes progress and the final result itself as
+further replies on ``reply/{request_id}``. Footage covering an accepted request is held against
+retention until its upload is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge_agent.audit import AuditError, AuditLog
+from edge_agent.clips.manifest import build_manifest
+from edge_agent.clips.request import ClipRequest, Limits, parse_clip_request
+from edge_agent.clips.upload import Uploader, UploadError
+from edge_agent.commands import Command, CommandRejected
+from edge_agent.events import PRIORITY_PLATE, Event
+from edge_agent.recorder import ClipError, Recorder
+from edge_agent.signing import SignedCommandVerifier, canonical_json
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[str, dict[str, Any]], None]
+Publish = Callable[[Event], None]
+
+
+@dataclass
+class UploadStats:
+    pending: int = 0
+    active: str = ""
+    done: int = 0
+    failed: int = 0
+
+
+class ClipService:
+    def __init__(self, *, node_id: str, camera_id: str, recorder: Recorder, audit: AuditLog,
+                 verifier: SignedCommandVerifier, node_key: Ed25519PrivateKey, uploader: Uploader,
+                 work_dir: Path, publish: Publish, max_clip_s: float, max_pending: int, wait_for_footage_s: float,
+                 progress_interval_s: float, allow_http: bool) -> None:
+        self.node_id, self.camera_id = node_id, camera_id
+        self.recorder, self.audit, self.verifier = recorder, audit, verifier
+        self.node_key, self.uploader = node_key, uploader
+        self.work_dir = work_dir
+        self.publish = publish
+        self.max_clip_s, self.wait_for_footage_s = max_clip_s, wait_for_footage_s
+        self.progress_interval_s, self.allow_http = progress_interval_s, allow_http
+        self.stats = UploadStats()
+        self._reply: Reply | None = None
+        self._max_pending = max_pending
+        self._lock = threading.Lock()
+        self._staged: dict[str, ClipRequest] = {}  # accepted, waiting for the router's "accepted" reply
+        self._jobs: queue.Queue[ClipRequest | None] = queue.Queue()  # bounded by max_pending in handle()
+        self._thread = threading.Thread(target=self._run, name="clip-worker", daemon=True)
+        # Jobs are not resumed across restarts (see docs/clips.md), so holds left by a crash are released.
+        for holder, _, _ in recorder.index.holds():
+            recorder.index.release(holder)
+
+    def start(self, reply: Reply) -> None:
+        self._reply = reply
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.uploader.stop.set()
+        self._jobs.put(None)
+        self._thread.join(5.0)
+
+    def after_reply(self, reply: Reply) -> Reply:
+        """Wraps the command router's replier: a job starts only once its "accepted" reply is out, so the
+        requester always sees accepted before any progress."""
+
+        def wrapped(request_id: str, payload: dict[str, Any]) -> None:
+            reply(request_id, payload)
+            with self._lock:
+                req = self._staged.pop(request_id, None) if payload.get("command") == "clip" else None
+            if req is not None:
+                self._jobs.put(req)
+
+        return wrapped
+
+    # -- command thread --------------------------------------------------------------------------
+
+    def handle(self, cmd: Command) -> dict[str, Any]:
+        now = time.time()
+        span = self.recorder.index.span()
+        limits = Limits(self.camera_id, self.max_clip_s, None if span is None else span[0], self.allow_http)
+        try:
+            req = parse_clip_request(cmd.body, self.verifier, now, limits)
+        except CommandRejected as exc:
+            self._audit("rejected", cmd.request_id, cmd.body, reason=str(exc))
+            raise
+        with self._lock:
+            busy = self.stats.pending >= self._max_pending or req.request_id in self._staged
+            if not busy:
+                self.stats.pending += 1
+                self._staged[req.request_id] = req
+        if busy:
+            reason = f"busy: {self._max_pending} clip requests already pending (or this request_id is)"
+            self._audit("rejected", cmd.request_id, cmd.body, reason=reason)
+            raise CommandRejected(reason)
+        self.recorder.index.hold(req.request_id, req.start_ts, req.end_ts)
+        self._audit("accepted", req.request_id, cmd.body, key_id=req.key_id)
+        return {"state": "accepted"}
+
+    def audit_malformed(self, payload: bytes, reason: str) -> None:
+        """A cmd/clip that is not even a JSON object with a request_id: it cannot be answered, only recorded."""
+        self._audit("rejected", None, {}, reason=reason, payload_bytes=len(payload))
+
+    def _audit(self, decision: str, request_id: str | None, body: dict[str, Any], **extra: Any) -> None:
+        entry: dict[str, Any] = {"action": "clip_request", "decision": decision, "request_id": request_id}
+        for name in ("camera", "start", "end", "agency", "key_id", "nonce"):
+            value = body.get(name)
+            if isinstance(value, str):
+                entry[name] = value[:128]
+        url = body.get("upload_url")
+        if isinstance(url, str):
+            # Host only: paths and queries of upload URLs may carry credentials, the token is never kept.
+            entry["upload_host"] = urlsplit(url).netloc.rpartition("@")[2][:128]
+        entry.update(extra)
+        try:
+            rec = self.audit.append(entry)
+        except AuditError as exc:
+            log.error("%s", exc)
+            return
+        self.publish(Event("audit", {"audit_seq": rec.seq, "audit_hash": rec.hash, "prev_hash": rec.prev, **entry},
+                           PRIORITY_PLATE))
+
+    # -- worker thread ---------------------------------------------------------------------------
+
+    def _send(self, req: ClipRequest, state: str, ok: bool = True, **fields: Any) -> None:
+        if self._reply is not None:
+            self._reply(req.request_id, {"request_id": req.request_id, "command": "clip", "ok": ok, "state": state,
+                                         **fields})
+
+    def _run(self) -> None:
+        while True:
+            req = self._jobs.get()
+            if req is None:
+                return
+            with self._lock:
+                self.stats.pending -= 1
+            self.stats.active = req.request_id
+            try:
+                result = self._process(req)
+                self.stats.done += 1
+                self._audit("uploaded", req.request_id, {}, **result)
+                self._send(req, "done", **result)
+            except (ClipError, UploadError, OSError) as exc:
+                self.stats.failed += 1
+                self._audit("failed", req.request_id, {}, reason=str(exc))
+                self._send(req, "failed", ok=False, error=str(exc))
+            except Exception:
+                log.exception("clips: request %s failed", req.request_id)
+                self.stats.failed += 1
+                self._audit("failed", req.request_id, {}, reason="internal error")
+                self._send(req, "failed", ok=False, error="internal error while producing the clip")
+            finally:
+                self.stats.active = ""
+                self.recorder.index.release(req.request_id)
+
+    def _process(self, req: ClipRequest) -> dict[str, Any]:
+        deadline = time.monotonic() + self.wait_for_footage_s
+        # The newest footage is in a segment still being written: wait until it is closed and indexed.
+        while True:
+            span = self.recorder.index.span()
+            if (span is not None and span[1] >= req.end_ts) or time.monotonic() >= deadline:
+                break
+            if self.uploader.stop.wait(0.5):
+                raise ClipError("agent shutting down")
+        clip = self.work_dir / f"{req.request_id}.mp4"
+        manifest_path = self.work_dir / f"{req.request_id}.manifest.json"
+        try:
+            cut = self.recorder.cut(req.start_ts, req.end_ts, clip)
+            manifest = build_manifest(node_id=self.node_id, camera=req.camera, request_id=req.request_id,
+                                      agency=req.agency, requested=(req.start, req.end), clip_path=clip,
+                                      clip_range=(cut.first_ts, cut.last_ts), frames=cut.frames,
+                                      node_key=self.node_key)
+            manifest_path.write_bytes(json.dumps(manifest, indent=1).encode() + b"\n")
+            sha = manifest["clip"]["sha256"]
+            self._send(req, "cut", frames=cut.frames, bytes=cut.bytes, sha256=sha,
+                       reencoded_frames=cut.reencoded_frames)
+            last = [0.0]
+
+            def progress(name: str, sent: int, total: int) -> None:
+                now = time.monotonic()
+                if now - last[0] >= self.progress_interval_s or sent == total:
+                    last[0] = now
+                    self._send(req, "uploading", file=name, sent_bytes=sent, total_bytes=total)
+
+            self.uploader.upload(req.upload_url, req.upload_token, clip, clip.name, progress)
+            self.uploader.upload(req.upload_url, req.upload_token, manifest_path, manifest_path.name, progress)
+            return {"sha256": sha, "bytes": cut.bytes, "frames": cut.frames,
+                    "manifest_sha256": _sha(canonical_json(manifest)), "upload_host": req.upload_host}
+        finally:
+            clip.unlink(missing_ok=True)
+            manifest_path.unlink(missing_ok=True)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,491 @@
+"""``edge-agent doctor``: is this pole ready? One line per check: OK / WARN / FAIL, and the fix.
+
+Each check is a function of the config returning a :class:`Result`; probes that depend on the
+machine (the clock, systemd) are injectable so tests can simulate a broken pole. Exit status 1 when
+any check FAILs, so install scripts and technicians' checklists can rely on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edge_agent.config import Config, ConfigError, load
+
+Status = Literal["OK", "WARN", "FAIL"]
+DEFAULT_CONFIG = Path("/etc/edge-agent/edge-agent.toml")
+TEST_PLATE = "AB123CD"
+UNIT = "edge-agent.service"
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    status: Status
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<4} {self.check:<9} {self.message}"
+        return f"{text} -> fix: {self.fix}" if self.fix and self.status != "OK" else text
+
+
+# -- clock ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClockState:
+    synced: bool | None  # None: no time service could be asked
+    source: str  # which service answered, or why none did
+    detail: str = ""
+
+
+def _run(argv: list[str], timeout: float = 3.0) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def probe_clock() -> ClockState:
+    """Asks systemd-timedated, then chrony, whether the clock is NTP-synchronised."""
+    if shutil.which("timedatectl") and Path("/run/systemd/system").is_dir():
+        out = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+        if out is not None and out.strip() in ("yes", "no"):
+            return ClockState(out.strip() == "yes", "timedatectl")
+    if shutil.which("chronyc"):
+        out = _run(["chronyc", "-n", "tracking"])
+        if out is not None:
+            leap = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Leap status")), "")
+            return ClockState(leap == "Normal", "chrony", f"leap status {leap or 'unknown'}")
+    return ClockState(None, "none", "neither timedatectl (systemd) nor chronyc answered")
+
+
+ClockProbe = Callable[[], ClockState]
+
+
+class CachedClock:
+    """The clock state for the health message, asked at most once a minute (it forks a process)."""
+
+    def __init__(self, probe: ClockProbe = probe_clock, max_age_s: float = 60.0) -> None:
+        self._probe = probe
+        self._max_age = max_age_s
+        self._at = -1e18
+        self._state = ClockState(None, "not checked yet")
+
+    def state(self) -> ClockState:
+        now = time.monotonic()
+        if now - self._at >= self._max_age:
+            self._at = now
+            try:
+                self._state = self._probe()
+            except Exception as exc:  # a probe failure must never take health down
+                self._state = ClockState(None, "error", str(exc))
+        return self._state
+
+    def as_health(self) -> dict[str, Any]:
+        s = self.state()
+        return {"synced": s.synced, "source": s.source}
+
+
+def check_clock(probe: ClockProbe) -> Result:
+    s = probe()
+    if s.synced is True:
+        return Result("clock", "OK", f"synchronised ({s.source})")
+    if s.synced is False:
+        return Result("clock", "FAIL", f"not synchronised ({s.source}{', ' + s.detail if s.detail else ''}): "
+                      "event and evidence timestamps cannot be trusted",
+                      "check network access to the NTP servers (timedatectl timesync-status; chronyc sources), "
+                      "then wait for sync")
+    return Result("clock", "WARN", f"synchronisation state unknown: {s.detail or s.source}",
+                  "install and enable systemd-timesyncd or chrony (scripts/install.sh does)")
+
+
+# -- systemd ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitState:
+    systemd: bool
+    enabled: str = ""
+    active: str = ""
+
+
+def probe_unit() -> UnitState:
+    if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
+        return UnitState(False)
+    enabled = (_run(["systemctl", "is-enabled", UNIT]) or "").strip() or "not-found"
+    try:
+        active = subprocess.run(["systemctl", "is-active", UNIT], capture_output=True, text=True, timeout=3,
+                                check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        active = "unknown"
+    return UnitState(True, enabled, active)
+
+
+def check_unit(probe: Callable[[], UnitState]) -> Result:
+    u = probe()
+    if not u.systemd:
+        return Result("systemd", "WARN", "systemd is not running here (container or chroot?): unit state not checked",
+                      "on a pole the agent must run as the edge-agent service (scripts/install.sh)")
+    if u.enabled not in ("enabled", "enabled-runtime"):
+        return Result("systemd", "FAIL", f"{UNIT} is {u.enabled}: it will not start at boot",
+                      f"systemctl enable --now {UNIT}")
+    if u.active == "active":
+        return Result("systemd", "OK", f"{UNIT} enabled and active")
+    if u.active == "failed":
+        return Result("systemd", "FAIL", f"{UNIT} has failed", f"journalctl -u {UNIT} -n 50; then "
+                      f"systemctl restart {UNIT}")
+    return Result("systemd", "WARN", f"{UNIT} enabled but {u.active}", f"systemctl start {UNIT}")
+
+
+# -- the checks that need the config ----------------------------------------------------------------
+
+
+def check_keys(cfg: Config) -> Result:
+    from edge_agent.provision import permission_problem, secret_files
+
+    files = secret_files(cfg)
+    missing = [f"{k} ({p})" for k, p in files if not p.exists()]
+    if missing:
+        return Result("keys", "FAIL", f"missing: {', '.join(missing)}", "edge-agent provision, or fix the paths")
+    bad = [(k, p, why) for k, p in files if (why := permission_problem(p)) is not None]
+    if bad:
+        return Result("keys", "FAIL", "; ".join(f"{k}: {why.split('; fix:')[0]}" for k, _p, why in bad),
+                      "chmod 600 " + " ".join(str(p) for _k, p, _w in bad) + " (the agent refuses to start)")
+    if not files:
+        return Result("keys", "WARN", "no key or password file configured: the node has no credentials",
+                      "edge-agent provision --node-id ID, then set mqtt.tls.key_file/cert_file (docs/deployment.md)")
+    return Result("keys", "OK", f"{len(files)} secret file(s), none readable by other users")
+
+
+def check_camera(cfg: Config, seconds: float = 2.0) -> Result:
+    from edge_agent.sources import SourceError, make_source, redact
+
+    cam = cfg.camera
+    name = redact(cam.source)
+    try:
+        src = make_source(cfg)
+        src.open()
+    except (SourceError, OSError, ImportError, RuntimeError, ValueError) as exc:
+        return Result("camera", "FAIL", f"{name}: cannot open: {exc}", _camera_fix(cam.source))
+    frames = 0
+    size: tuple[int, int] | None = None
+    t0 = time.monotonic()
+    first: float | None = None
+    try:
+        while time.monotonic() - t0 < seconds + cam.read_timeout_s:
+            frame = src.read()
+            h, w = frame.image.shape[:2]
+            size = (w, h)
+            if first is None:
+                first = time.monotonic()  # measure the rate from the first frame: opening may be slow
+            frames += 1
+            if time.monotonic() - first >= seconds:
+                break
+    except (SourceError, OSError, RuntimeError) as exc:
+        if frames == 0:
+            return Result("camera", "FAIL", f"{name}: opened but delivered no frame: {exc}", _camera_fix(cam.source))
+    finally:
+        with contextlib.suppress(Exception):
+            src.close()
+    if size is None or first is None:
+        return Result("camera", "FAIL", f"{name}: no frame within {cam.read_timeout_s:g} s", _camera_fix(cam.source))
+    elapsed = max(time.monotonic() - first, 1e-3)
+    fps = (frames - 1) / elapsed if frames > 1 else 0.0
+    if size != (cam.width, cam.height):
+        return Result("camera", "WARN", f"{name}: frames are {size[0]}x{size[1]}, config asks "
+                      f"{cam.width}x{cam.height}", "set camera.width/height to a mode the camera supports")
+    if fps < 0.8 * cam.fps:
+        return Result("camera", "WARN", f"{name}: {fps:.1f} fps, config asks {cam.fps:g}",
+                      "lower camera.fps, or check the camera's own frame-rate setting and the network")
+    return Result("camera", "OK", f"{name}: {size[0]}x{size[1]} at {fps:.1f} fps ({frames} frames)")
+
+
+def _camera_fix(source: str) -> str:
+    if source == "picamera2":
+        return "check the ribbon cable, 'rpicam-hello --list-cameras', and that python3-picamera2 is installed"
+    if "://" in source:
+        return "check camera.source URL, credentials and network (ffprobe the URL from the pole)"
+    return "check camera.source (device or file exists, the edge-agent user is in the video group)"
+
+
+def test_frame() -> Any:
+    """The built-in test plate, pasted on a grey 1280x720 frame, as a camera would see it."""
+    import cv2
+    import numpy as np
+
+    from edge_agent.sources.plate_render import render_plate
+
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    plate = cv2.resize(render_plate(TEST_PLATE), (260, 55), interpolation=cv2.INTER_AREA)
+    frame[400:455, 510:770] = plate
+    return frame
+
+
+def check_models(cfg: Config) -> Result:
+    if not cfg.alpr.enabled:
+        return Result("models", "WARN", "alpr.enabled = false: plates are not read", "set alpr.enabled = true")
+    try:
+        from edge_agent.alpr import ModelError, PlateReader
+    except ImportError as exc:
+        return Result("models", "FAIL", f"plate reader unavailable: {exc}",
+                      "reinstall the package with its dependencies (scripts/install.sh)")
+    try:
+        reader = PlateReader(cfg.alpr.detector_model, cfg.alpr.ocr_model, cfg.alpr.threads)
+    except (ModelError, OSError, ValueError, RuntimeError) as exc:
+        return Result("models", "FAIL", f"cannot load the plate models: {exc}",
+                      "set alpr.detector_model/ocr_model to existing model files, or reinstall the package "
+                      "(the models ship in edge_agent/models/)")
+    versions = ", ".join(f"{k} {v}" for k, v in reader.model_versions.items())
+    try:
+        reads = reader.read(test_frame())
+    except Exception as exc:
+        return Result("models", "FAIL", f"models loaded ({versions}) but failed on the test plate: {exc}",
+                      "reinstall the package; report the error with the model versions")
+    texts = [r.text for r in reads]
+    if TEST_PLATE not in texts:
+        got = ", ".join(texts) or "nothing"
+        return Result("models", "FAIL", f"models loaded ({versions}) but read {got} on test plate {TEST_PLATE}",
+                      "reinstall the package (model files damaged?) or use the shipped models")
+    return Result("models", "OK", f"{versions}; test plate {TEST_PLATE} read")
+
+
+@dataclass
+class _Mqtt:
+    client: Any
+    connected: threading.Event = field(default_factory=threading.Event)
+    refused: str = ""
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    subscribed: threading.Event = field(default_factory=threading.Event)
+    granted: list[int] = field(default_factory=list)
+    got: threading.Event = field(default_factory=threading.Event)
+
+
+def _mqtt_client(cfg: Config) -> _Mqtt:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    m = cfg.mqtt
+    # Never the agent's own client id: that would take over (and clean) its persistent session.
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{cfg.node_id}-doctor-{secrets.token_hex(3)}",
+                    clean_session=True, protocol=mqtt.MQTTv311)
+    st = _Mqtt(c)
+    if m.username:
+        password = m.password_file.read_text(encoding="utf-8").strip() if m.password_file else None
+        c.username_pw_set(m.username, password)
+    if m.tls is not None:
+        t = m.tls
+        c.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None,
+                  certfile=str(t.cert_file) if t.cert_file else None,
+                  keyfile=str(t.key_file) if t.key_file else None,
+                  cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if t.insecure_skip_verify:
+            c.tls_insecure_set(True)
+
+    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            st.refused = str(rc)
+        st.connected.set()
+
+    def on_subscribe(_c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
+        st.granted = [int(getattr(r, "value", r)) for r in rcs]
+        st.subscribed.set()
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        st.messages.append((msg.topic, bytes(msg.payload)))
+        st.got.set()
+
+    c.on_connect = on_connect
+    c.on_subscribe = on_subscribe
+    c.on_message = on_message
+    return st
+
+
+def check_mqtt(cfg: Config, timeout: float = 5.0) -> list[Result]:
+    """Two results: the broker connection (TLS, credentials) and a publish/subscribe round trip."""
+    m = cfg.mqtt
+    where = f"{m.host}:{m.port}"
+    skipped = Result("mqtt-rt", "FAIL", "round trip not tried: no broker connection", "fix the broker line first")
+    try:
+        st = _mqtt_client(cfg)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return [Result("broker", "FAIL", f"cannot set up TLS/credentials: {exc}",
+                       "check mqtt.tls.ca_file/cert_file/key_file are PEM files and the key matches the certificate"),
+                skipped]
+    c = st.client
+    try:
+        c.connect(m.host, m.port, keepalive=max(5, min(m.keepalive_s, 30)))
+    except ssl.SSLCertVerificationError as exc:
+        return [Result("broker", "FAIL", f"{where}: TLS certificate not trusted: {exc.verify_message}",
+                       "mqtt.tls.ca_file must be the CA that signed the broker's certificate, and mqtt.host "
+                       "the name in it"), skipped]
+    except ssl.SSLError as exc:
+        return [Result("broker", "FAIL", f"{where}: TLS handshake failed: {exc.reason or exc}",
+                       "check the port is the broker's TLS port and the client certificate is signed by its CA"),
+                skipped]
+    except ConnectionRefusedError:
+        return [Result("broker", "FAIL", f"{where}: connection refused",
+                       "check mqtt.host/mqtt.port and that the broker is running"), skipped]
+    except (TimeoutError, OSError) as exc:
+        return [Result("broker", "FAIL", f"{where}: unreachable: {getattr(exc, 'strerror', None) or exc}",
+                       "check the network route/firewall to the broker and mqtt.host"), skipped]
+    c.loop_start()
+    try:
+        if not st.connected.wait(timeout):
+            return [Result("broker", "FAIL", f"{where}: no answer to CONNECT within {timeout:g} s",
+                           "check the port is an MQTT listener (TLS port needs [mqtt.tls]) and the firewall"), skipped]
+        if st.refused:
+            return [Result("broker", "FAIL", f"{where}: broker refused the connection: {st.refused}",
+                           "check mqtt.username, the password file and that the broker knows this node's "
+                           "certificate"), skipped]
+        how = "TLS" if m.tls is not None else "plain TCP"
+        auth = f", user {m.username}" if m.username else ""
+        cert = ", client certificate" if m.tls is not None and m.tls.cert_file is not None else ""
+        if m.tls is None:
+            broker = Result("broker", "WARN", f"{where}: connected over plain TCP{auth}: traffic is not encrypted",
+                            "configure [mqtt.tls] (docs/deployment.md)")
+        elif m.tls.insecure_skip_verify:
+            broker = Result("broker", "WARN", f"{where}: connected over TLS without verifying the broker",
+                            "set mqtt.tls.insecure_skip_verify = false")
+        else:
+            broker = Result("broker", "OK", f"{where}: connected ({how}{cert}{auth})")
+        return [broker, _round_trip(cfg, st, timeout)]
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def _round_trip(cfg: Config, st: _Mqtt, timeout: float) -> Result:
+    topic = f"{cfg.mqtt.prefix}/{cfg.node_id}/doctor/{secrets.token_hex(4)}"
+    fix = f"the broker's ACL must let this node's user read and write {cfg.mqtt.prefix}/{cfg.node_id}/#"
+    st.client.subscribe(topic, qos=1)
+    if not st.subscribed.wait(timeout):
+        return Result("mqtt-rt", "FAIL", f"no SUBACK for {topic} within {timeout:g} s", fix)
+    if any(g >= 0x80 for g in st.granted):
+        return Result("mqtt-rt", "FAIL", f"subscription to {topic} refused by the broker", fix)
+    payload = secrets.token_bytes(8).hex().encode()
+    t0 = time.monotonic()
+    st.client.publish(topic, payload, qos=1)
+    if not st.got.wait(timeout):
+        return Result("mqtt-rt", "FAIL", f"published to {topic} but nothing came back within {timeout:g} s", fix)
+    ms = (time.monotonic() - t0) * 1000
+    if (topic, payload) not in st.messages:
+        return Result("mqtt-rt", "FAIL", f"round trip on {topic} returned a different message", fix)
+    return Result("mqtt-rt", "OK", f"publish/subscribe round trip on {cfg.mqtt.prefix}/{cfg.node_id}/ in {ms:.0f} ms")
+
+
+def check_disk(cfg: Config) -> Result:
+    d = Path(cfg.data_dir)
+    fix_dir = f"create it writable by the edge-agent user: install -d -o edge-agent -m 0750 {d}"
+    probe = d
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if d.exists() and not os.access(d, os.W_OK):
+        return Result("disk", "FAIL", f"data_dir {d} is not writable by this user", fix_dir)
+    try:
+        du = shutil.disk_usage(probe)
+    except OSError as exc:
+        return Result("disk", "FAIL", f"data_dir {d}: {exc.strerror}", fix_dir)
+    used = 0
+    for name in ("outbox.sqlite3", "outbox.sqlite3-wal"):
+        with contextlib.suppress(OSError):
+            used += (d / name).stat().st_size
+    budget = cfg.outbox.max_mb * 2**20
+    need = max(0.0, budget - used)
+    free_mb, need_mb = du.free / 2**20, need / 2**20
+    msg = f"{d}: {free_mb:.0f} MB free, outbox uses {used / 2**20:.1f} of its {cfg.outbox.max_mb:g} MB budget"
+    if du.free < need:
+        return Result("disk", "FAIL", msg + ": the disk fills before the budget is reached",
+                      f"lower outbox.max_mb below {free_mb * 0.8:.0f}, or free space on the data disk")
+    # Journald, updates and clips share the disk: ask for room beyond the outbox budget.
+    if du.free < need + 1024 * 2**20:
+        return Result("disk", "WARN", msg + f": less than 1 GB spare beyond the {need_mb:.0f} MB still to fill",
+                      "free space or lower outbox.max_mb")
+    if not d.exists():
+        return Result("disk", "WARN", msg + " (data_dir does not exist yet; the agent creates it)", fix_dir)
+    return Result("disk", "OK", msg)
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+CHECKS = ("config", "keys", "camera", "models", "broker", "mqtt-rt", "clock", "disk", "systemd")
+
+
+def diagnose(cfg: Config, *, clock: ClockProbe = probe_clock, unit: Callable[[], UnitState] = probe_unit,
+             skip: set[str] | None = None, emit: Callable[[Result], None] | None = None) -> list[Result]:
+    """Runs every check on a valid config; ``emit`` sees each result as soon as it is known."""
+    skip = skip or set()
+    results: list[Result] = []
+
+    def add(*rs: Result) -> None:
+        for r in rs:
+            if r.check in skip:
+                continue
+            results.append(r)
+            if emit is not None:
+                emit(r)
+
+    steps: list[tuple[str, Callable[[], list[Result] | Result]]] = [
+        ("keys", lambda: check_keys(cfg)),
+        ("camera", lambda: check_camera(cfg)),
+        ("models", lambda: check_models(cfg)),
+        ("broker", lambda: check_mqtt(cfg)),
+        ("clock", lambda: check_clock(clock)),
+        ("disk", lambda: check_disk(cfg)),
+        ("systemd", lambda: check_unit(unit)),
+    ]
+    for name, fn in steps:
+        if name in skip:  # skipping the broker skips the round trip too: it needs the connection
+            continue
+        try:
+            out = fn()
+        except Exception as exc:  # one broken check must not hide the others
+            out = Result(name, "FAIL", f"check crashed: {type(exc).__name__}: {exc}", "report this as a bug")
+        add(*(out if isinstance(out, list) else [out]))
+    return results
+
+
+def run_doctor(config: Path | None, *, clock: ClockProbe = probe_clock, unit: Callable[[], UnitState] = probe_unit,
+               skip: set[str] | None = None) -> int:
+    """Prints one line per check; returns 1 when any check failed, else 0."""
+    skip = skip or set()
+    unknown = skip - set(CHECKS)
+    if unknown:
+        print(f"edge-agent: doctor: unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}", file=sys.stderr)
+        return 2
+
+    def emit(r: Result) -> None:
+        print(r.line(), flush=True)
+
+    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        emit(Result("config", "FAIL", str(exc), "fix the named key; edge-agent check-config FILE"))
+        return 1
+    if path is None:
+        first = Result("config", "WARN", f"no --config and no {DEFAULT_CONFIG}: checking the embedded demo defaults",
+                       f"edge-agent doctor --config {DEFAULT_CONFIG}")
+    else:
+        first = Result("config", "OK", f"{path}: {cfg.summary()}")
+    emit(first)
+    results = [first, *diagnose(cfg, clock=clock, unit=unit, skip=skip, emit=emit)]
+    fails = [r for r in results if r.status == "FAIL"]
+    warns = [r for r in results if r.status == "WARN"]
+    print(f"{'FAIL' if fails else 'OK'}: {len(fails)} failed, {len(warns)} warning(s), "
+          f"{len(results) - len(fails) - len(warns)} ok")
+    return 1 if fails else 0

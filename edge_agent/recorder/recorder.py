@@ -1,0 +1,273 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Continuous recording into fixed-length segments, plus retention, beside the plate pipeline.
+
+The capture thread hands every frame to :meth:`Recorder.offer`, which never blocks: a bounded queue
+drops the oldest frame when the encoder falls behind and counts it. The ``recorder`` thread encodes
+and rotates segments; retention runs on the same thread between frames (every
+``recorder.retention_interval_s``), so it needs no lock against the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+
+from edge_agent.recorder.cut import ClipError, ClipResult, cut_clip
+from edge_agent.recorder.index import Segment, SegmentIndex
+from edge_agent.recorder.writer import EncoderSettings, SegmentWriter, probe_end
+from edge_agent.sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecorderStats:
+    frames_recorded: int = 0
+    frames_dropped: int = 0
+    segments_written: int = 0
+    segments_deleted: int = 0
+    encode_errors: int = 0
+    event_clips: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    max_age_s: float
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _EventClip:
+    name: str
+    start_ts: float
+    end_ts: float
+    give_up_at: float  # monotonic: when footage up to end_ts never arrived (camera down)
+
+
+class Recorder:
+    def __init__(self, footage_dir: Path, settings: EncoderSettings, segment_s: float, policy: RetentionPolicy,
+                 retention_interval_s: float = 60.0, queue_frames: int = 30) -> None:
+        self.dir = footage_dir
+        self.settings = settings
+        self.segment_s = segment_s
+        self.policy = policy
+        self.retention_interval_s = retention_interval_s
+        self.stats = RecorderStats()
+        self.index = SegmentIndex(footage_dir / "index.sqlite3")
+        self.event_clip_dir = footage_dir / "event-clips"
+        self._queue: deque[Frame] = deque()
+        self._max = queue_frames
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._writer: SegmentWriter | None = None
+        self._seg_id = 0
+        self._event_clips: list[_EventClip] = []
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._recover()
+
+    # -- capture side ----------------------------------------------------------------------------
+
+    def offer(self, frame: Frame) -> None:
+        """Called by the capture thread for every frame; never blocks, never copies the image."""
+        with self._cond:
+            if len(self._queue) >= self._max:
+                self._queue.popleft()
+                self.stats.frames_dropped += 1
+            self._queue.append(frame)
+            self._cond.notify()
+
+    def schedule_event_clip(self, name: str, first_ts: float, last_ts: float, pre_s: float, post_s: float) -> None:
+        """Cuts ``event-clips/{name}.mp4`` (first_ts - pre_s .. last_ts + post_s) once that footage is in
+        closed segments."""
+        with self._cond:
+            wait = max(0.0, last_ts - time.time()) + post_s + 3 * self.segment_s + 30
+            self._event_clips.append(_EventClip(name, first_ts - pre_s, last_ts + post_s, time.monotonic() + wait))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        self._thread.join(10.0)
+        self.index.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _recover(self) -> None:
+        """Completes segments a crash left open, keeping whatever frames in them are readable."""
+        for seg in self.index.open_segments():
+            probed = probe_end(seg.path, seg.start_ts) if seg.path.exists() else None
+            if probed is None:
+                seg.path.unlink(missing_ok=True)
+                self.index.remove(seg.id)
+                continue
+            end, frames = probed
+            self.index.finish(seg.id, end, seg.path.stat().st_size, frames)
+            log.info("recorder: recovered %s (%d frames) after an unclean stop", seg.path.name, frames)
+
+    # -- recorder thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_retention = 0.0
+        while not self._stop.is_set():
+            try:
+                next_retention = self._step(next_retention)
+            except Exception:
+                # Recording is evidence: a surprise in one step (a full disk, a bad frame) must not end it.
+                self.stats.encode_errors += 1
+                log.exception("recorder: unexpected error; recording continues")
+                self._stop.wait(1.0)
+        with self._cond:
+            rest, self._queue = list(self._queue), deque()
+        for frame in rest:  # at most queue_frames: cheap, and those seconds are footage too
+            self._write(frame)
+        self._close_segment()
+        self._cut_due_event_clips()
+
+    def _step(self, next_retention: float) -> float:
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(0.5)
+            frame = self._queue.popleft() if self._queue else None
+        if frame is not None:
+            self._write(frame)
+        elif self._writer is not None and time.time() - self._writer.last_ts > self.segment_s:
+            self._close_segment()  # the camera stopped: make what we have cuttable
+        now = time.monotonic()
+        if now >= next_retention:
+            next_retention = now + self.retention_interval_s
+            self.enforce_retention(time.time())
+        self._cut_due_event_clips()
+        return next_retention
+
+    def _write(self, frame: Frame) -> None:
+        h, w = frame.image.shape[:2]
+        wr = self._writer
+        if wr is not None and (frame.ts - wr.start_ts >= self.segment_s or (w, h) != (wr.width, wr.height)):
+            self._close_segment()
+            wr = None
+        if wr is None:
+            wr = self._open_segment(frame.ts, w, h)
+            if wr is None:
+                return
+        try:
+            wr.write(frame.image, frame.ts)
+            self.stats.frames_recorded += 1
+        except (av.FFmpegError, ValueError) as exc:
+            self.stats.encode_errors += 1
+            log.error("recorder: cannot encode a frame into %s: %s", wr.path.name, exc)
+            self._close_segment()
+
+    def _open_segment(self, ts: float, w: int, h: int) -> SegmentWriter | None:
+        day = datetime.fromtimestamp(ts, UTC)
+        path = self.dir / day.strftime("%Y%m%d") / f"{day.strftime('%H%M%S')}_{int(ts * 1000)}.mp4"
+        try:
+            wr = SegmentWriter(path, w, h, ts, self.settings)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self.stats.encode_errors += 1
+            log.error("recorder: cannot open segment %s: %s", path, exc)
+            return None
+        self._seg_id = self.index.add_open(path, ts)
+        self._writer = wr
+        return wr
+
+    def _close_segment(self) -> None:
+        wr, self._writer = self._writer, None
+        if wr is None:
+            return
+        try:
+            size = wr.close()
+        except (av.FFmpegError, OSError) as exc:
+            self.stats.encode_errors += 1
+            log.error("recorder: cannot finish segment %s: %s", wr.path.name, exc)
+            size = wr.path.stat().st_size if wr.path.exists() else 0
+        if wr.frames == 0:
+            wr.path.unlink(missing_ok=True)
+            self.index.remove(self._seg_id)
+            return
+        self.index.finish(self._seg_id, wr.last_ts, size, wr.frames)
+        self.stats.segments_written += 1
+
+    # -- event clips -----------------------------------------------------------------------------
+
+    def _cut_due_event_clips(self) -> None:
+        if not self._event_clips:
+            return
+        span = self.index.span()
+        now = time.monotonic()
+        with self._cond:
+            # Due once closed footage reaches the clip's end, or given up when it does not come.
+            due = [c for c in self._event_clips if (span and span[1] >= c.end_ts) or now > c.give_up_at]
+            self._event_clips = [c for c in self._event_clips if c not in due]
+        for c in due:
+            try:
+                self.cut(c.start_ts, c.end_ts, self.event_clip_dir / f"{c.name}.mp4")
+                self.stats.event_clips += 1
+            except ClipError as exc:
+                log.warning("recorder: event clip %s not cut: %s", c.name, exc)
+
+    # -- clips and retention ---------------------------------------------------------------------
+
+    def cut(self, start_ts: float, end_ts: float, out_path: Path) -> ClipResult:
+        return cut_clip(self.index.covering(start_ts, end_ts), start_ts, end_ts, out_path, self.settings)
+
+    def enforce_retention(self, now: float) -> list[Path]:
+        """Deletes the oldest segments past the maximum age or the disk budget, skipping held ones."""
+        holds = self.index.holds()
+        total = self.index.total_bytes()
+        deleted: list[Path] = []
+        after = float("-inf")
+        while batch := self.index.closed(after, 256):  # in batches: a week is ~60 000 segments
+            after = batch[-1].start_ts
+            for seg in batch:
+                too_old = seg.end_ts < now - self.policy.max_age_s
+                if not too_old and total <= self.policy.max_bytes:
+                    return self._prune_event_clips(now, deleted)  # oldest first: the rest are younger
+                if any(_overlaps(seg, s, e) for _, s, e in holds):
+                    continue
+                try:
+                    seg.path.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.error("recorder: cannot delete %s: %s", seg.path, exc)
+                    continue
+                self.index.remove(seg.id)
+                total -= seg.bytes
+                deleted.append(seg.path)
+                self.stats.segments_deleted += 1
+        return self._prune_event_clips(now, deleted)
+
+    def _prune_event_clips(self, now: float, deleted: list[Path]) -> list[Path]:
+        for clip in self.event_clip_dir.glob("*.mp4") if self.event_clip_dir.exists() else []:
+            try:
+                if clip.stat().st_mtime < now - self.policy.max_age_s:
+                    clip.unlink()
+            except OSError:
+                continue
+        return deleted
+
+    def footage(self, now: float) -> dict[str, float | int | None]:
+        """For health: age of the oldest footage, bytes on disk, segments written and deleted."""
+        span = self.index.span()
+        return {"oldest_age_s": None if span is None else round(now - span[0], 1),
+                "newest_age_s": None if span is None else round(now - span[1], 1),
+                "disk_mb": round(self.index.total_bytes() / 2**20, 2),
+                "frames_recorded": self.stats.frames_recorded, "frames_dropped": self.stats.frames_dropped,
+                "segments_written": self.stats.segments_written, "segments_deleted": self.stats.segments_deleted,
+                "encode_errors": self.stats.encode_errors, "event_clips": self.stats.event_clips}
+
+
+def _overlaps(seg: Segment, start: float, end: float) -> bool:
+    return seg.end_ts >= start and seg.start_ts <= end

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""Per-stage timing of the plate reader on one thread.
+
+    python scripts/bench_alpr.py [DATASET_DIR] [--repeat 5]
+
+Decodes each photo of the folder (default ``../shared/datasets/eu-plates-dev``) from bytes held in
+memory, then detects and reads its plates, ``--repeat`` times over the folder after a warm-up
+pass, and prints median and p95 milliseconds per stage:
+
+    decode   JPEG bytes -> BGR image (OpenCV)
+    detect   letterbox + detector model + peak decoding
+    ocr      crop + rectify + OCR model, for all plates of the photo
+    total    detect + ocr: the issue-4 "detect + read one photo" budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from edge_agent.alpr.reader import PlateReader  # noqa: E402
+from edge_agent.alpr.types import ModelError  # noqa: E402
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def default_dataset() -> Path:
+    env = os.environ.get("EDGE_AGENT_DATASETS")
+    root = Path(env) if env else REPO.parent / "shared" / "datasets"
+    return root / "eu-plates-dev"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", type=Path, nargs="?", default=default_dataset())
+    ap.add_argument("--repeat", type=int, default=5, help="passes over the folder")
+    ap.add_argument("--detector", type=Path, default=None)
+    ap.add_argument("--ocr", type=Path, default=None)
+    args = ap.parse_args()
+    cv2.setNumThreads(1)  # one core, as on the pole where capture and MQTT share the CPU
+    files = sorted(p for p in args.dataset.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        print(f"bench_alpr: no images in {args.dataset}", file=sys.stderr)
+        return 2
+    try:
+        reader = PlateReader(args.detector, args.ocr, threads=1)
+    except ModelError as exc:
+        print(f"bench_alpr: {exc}", file=sys.stderr)
+        return 2
+    blobs = [np.fromfile(p, np.uint8) for p in files]
+
+    stages: dict[str, list[float]] = {"decode": [], "detect": [], "ocr": [], "total": []}
+    plates = 0
+    for rep in range(args.repeat + 1):
+        for blob in blobs:
+            t0 = time.perf_counter()
+            img = np.asarray(cv2.imdecode(blob, cv2.IMREAD_COLOR))
+            t1 = time.perf_counter()
+            dets = reader.detect(img)
+            t2 = time.perf_counter()
+            reads = [reader.read_crop(img, d) for d in dets]
+            t3 = time.perf_counter()
+            if rep == 0:
+                continue  # warm-up: first-call allocations and cold caches
+            plates += sum(r is not None for r in reads)
+            stages["decode"].append((t1 - t0) * 1000)
+            stages["detect"].append((t2 - t1) * 1000)
+            stages["ocr"].append((t3 - t2) * 1000)
+            stages["total"].append((t3 - t1) * 1000)
+        print(f"bench_alpr: pass {rep}/{args.repeat} done", file=sys.stderr, flush=True)
+
+    runs = len(stages["total"])
+    print(f"{len(files)} photos x {args.repeat} passes = {runs} runs, threads=1, {plates / runs:.2f} plates/photo")
+    print(f"models: {reader.model_versions}")
+    print(f"{'stage':<8} {'median ms':>10} {'p95 ms':>10} {'mean ms':>10}")
+    for name, vals in stages.items():
+        a = np.array(vals)
+        print(f"{name:<8} {np.median(a):>10.2f} {np.percentile(a, 95):>10.2f} {a.mean():>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""Scores the plate reader on a folder in the dev-set annotation format.
+
+    python scripts/eval_alpr.py ../shared/datasets/eu-plates-dev [--json] [--verbose]
+
+Each ``NAME.txt`` beside ``NAME.jpg`` holds tab-separated lines ``NAME.jpg x y w h TEXT``.
+Reported: plate recall at IoU 0.3 and 0.5 (of the reader's output, and of the detector alone),
+exact reads (letter O and digit 0 counted as the same character, as some ground truths use O
+for 0), character error rate, false plates per image (reads overlapping no annotated plate at
+IoU 0.3) and the median / p95 milliseconds to detect and read one decoded photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from edge_agent.alpr.read_command import decode_image  # noqa: E402
+from edge_agent.alpr.reader import PlateReader  # noqa: E402
+from edge_agent.alpr.types import ModelError  # noqa: E402
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Truth:
+    box: Box
+    text: str
+
+
+def load_annotations(folder: Path) -> list[tuple[Path, list[Truth]]]:
+    items: list[tuple[Path, list[Truth]]] = []
+    for txt in sorted(folder.glob("*.txt")):
+        truths: list[Truth] = []
+        image = None
+        for line in txt.read_text(encoding="utf-8").splitlines():
+            f = line.rstrip("\n").split("\t")
+            if len(f) < 5 or not f[0].strip():
+                continue
+            image = folder / f[0].strip()
+            box = (float(f[1]), float(f[2]), float(f[3]), float(f[4]))
+            truths.append(Truth(box, f[5].strip().upper() if len(f) > 5 else ""))
+        if image is not None and image.is_file():
+            items.append((image, truths))
+    return items
+
+
+def iou(a: Box, b: Box) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def fold(text: str) -> str:
+    return text.upper().replace("O", "0")
+
+
+def edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def best_match(truth: Truth, boxes: list[Box]) -> tuple[int, float]:
+    best, best_iou = -1, 0.0
+    for i, b in enumerate(boxes):
+        v = iou(truth.box, b)
+        if v > best_iou:
+            best, best_iou = i, v
+    return best, best_iou
+
+
+def evaluate(folder: Path, reader: PlateReader, verbose: bool) -> dict[str, object]:
+    items = load_annotations(folder)
+    if not items:
+        raise SystemExit(f"eval_alpr: no annotated images in {folder}")
+    n_truth = hit3 = hit5 = det3 = det5 = exact = edits = chars = false_plates = 0
+    times: list[float] = []
+    failures: list[str] = []
+    tty = sys.stderr.isatty()
+    for k, (path, truths) in enumerate(items, 1):
+        img = decode_image(path)
+        t0 = time.perf_counter()
+        dets = reader.detect(img)
+        reads = [r for r in (reader.read_crop(img, d) for d in dets) if r is not None]
+        times.append((time.perf_counter() - t0) * 1000)
+        det_boxes = [d.box for d in dets]
+        read_boxes: list[Box] = [tuple(float(v) for v in r.box) for r in reads]  # type: ignore[misc]
+        matched: set[int] = set()
+        for t in truths:
+            n_truth += 1
+            _, dv = best_match(t, det_boxes)
+            det3 += dv >= 0.3
+            det5 += dv >= 0.5
+            i, v = best_match(t, read_boxes)
+            hit3 += v >= 0.3
+            hit5 += v >= 0.5
+            got = reads[i].text if i >= 0 and v >= 0.3 else ""
+            if i >= 0 and v >= 0.3:
+                matched.add(i)
+            ok = fold(got) == fold(t.text)
+            exact += ok
+            edits += edit_distance(fold(got), fold(t.text))
+            chars += len(t.text)
+            if not ok or v < 0.5:
+                failures.append(f"{path.name}: truth {t.text} got {got or '-'} (IoU {v:.2f}, detector IoU {dv:.2f})")
+        extra = [r for j, r in enumerate(reads) if j not in matched]
+        false_plates += len(extra)
+        for r in extra:
+            failures.append(f"{path.name}: false plate {r.text} at {r.box} ({r.confidence:.2f})")
+        if tty:
+            print(f"\reval_alpr: {k}/{len(items)} images", end="", file=sys.stderr, flush=True)
+        elif k % 10 == 0 or k == len(items):
+            print(f"eval_alpr: {k}/{len(items)} images", file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
+    if verbose:
+        for line in failures:
+            print(line, file=sys.stderr)
+    n_img = len(items)
+    return {
+        "dataset": str(folder),
+        "images": n_img,
+        "plates": n_truth,
+        "recall_iou0.3": round(hit3 / n_truth, 4),
+        "recall_iou0.5": round(hit5 / n_truth, 4),
+        "detector_recall_iou0.3": round(det3 / n_truth, 4),
+        "detector_recall_iou0.5": round(det5 / n_truth, 4),
+        "exact_accuracy": round(exact / n_truth, 4),
+        "char_error_rate": round(edits / max(chars, 1), 4),
+        "false_plates_per_image": round(false_plates / n_img, 4),
+        "ms_median": round(float(np.median(times)), 2),
+        "ms_p95": round(float(np.percentile(times, 95)), 2),
+        "models": reader.model_versions,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", type=Path, help="folder of NAME.jpg + NAME.txt")
+    ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    ap.add_argument("--verbose", "-v", action="store_true", help="list misreads and false plates on stderr")
+    ap.add_argument("--detector", type=Path, default=None, help="detector model (default: packaged)")
+    ap.add_argument("--ocr", type=Path, default=None, help="OCR model (default: packaged)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    if not args.dataset.is_dir():
+        print(f"eval_alpr: not a folder: {args.dataset}", file=sys.stderr)
+        return 2
+    try:
+        reader = PlateReader(args.detector, args.ocr, threads=args.threads)
+    except ModelError as exc:
+        print(f"eval_alpr: {exc}", file=sys.stderr)
+        return 2
+    m = evaluate(args.dataset, reader, args.verbose)
+    if args.json:
+        print(json.dumps(m))
+    else:
+        print(f"dataset                  {m['dataset']} ({m['images']} images, {m['plates']} plates)")
+        for key in ("recall_iou0.3", "recall_iou0.5", "detector_recall_iou0.3", "detector_recall_iou0.5",
+                    "exact_accuracy", "char_error_rate"):
+            print(f"{key:<24} {100 * float(m[key]):.1f}%")  # type: ignore[arg-type]
+        print(f"{'false_plates_per_image':<24} {m['false_plates_per_image']}")
+        print(f"{'ms per photo':<24} median {m['ms_median']}  p95 {m['ms_p95']}  (detect + read, 1 thread)")
+        print(f"{'models':<24} {m['models']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""Label the unlabelled European plate crops with a teacher OCR.
+
+The teacher is the PP-OCRv4 text recogniser shipped inside the rapidocr-onnxruntime
+wheel (Apache-2.0). A teacher read is kept only when it is confident and its cleaned
+text matches at least one European plate format, so that garbage reads (stickers,
+dealer frames, the German registration seal read as "8" or "&") do not become labels.
+
+Labels go to a TSV cache outside the repository: ``path<TAB>text<TAB>score<TAB>rows<TAB>box``
+(box ``x,y,w,h`` only for plates in full photos).
+The images themselves are never copied.
+
+    /work/train-venv/bin/python scripts/label_crops.py \
+        --datasets ../shared/datasets --out /work/cache/eu_crop_labels.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Plate formats after removing spaces, dashes and emblems. They are deliberately
+# country-specific rather than "any 4-8 alphanumerics": a read that fits no real
+# format is far more often a teacher error than an exotic plate.
+PLATE_FORMATS: dict[str, str] = {
+    "SK_IT_FR": r"[A-Z]{2}\d{3}[A-Z]{2}",
+    "DE": r"[A-Z]{1,3}[A-Z]{1,2}\d{1,4}[EH]?",
+    "CZ": r"\d[A-Z][A-Z0-9]\d{4}",
+    "HR": r"[A-Z]{2}\d{3,4}[A-Z]{1,2}",
+    "PL": r"[A-Z]{2,3}\d[A-Z0-9]{2,4}",
+    "AT": r"[A-Z]{1,2}\d{1,6}[A-Z]{0,3}",
+    "BG_RO": r"[A-Z]{1,2}\d{2,4}[A-Z]{2,3}",
+    "TR": r"\d{2}[A-Z]{1,3}\d{2,5}",
+    "ES": r"\d{4}[A-Z]{3}",
+    "BE": r"\d[A-Z]{3}\d{3}",
+    "GB": r"[A-Z]{2}\d{2}[A-Z]{3}",
+    "HU_LT": r"[A-Z]{3}\d{3}",
+    "NL": (
+        r"[A-Z]{2}\d{2}[A-Z]{2}|\d{2}[A-Z]{2}\d{2}|\d{2}[A-Z]{3}\d|\d[A-Z]{3}\d{2}"
+        r"|[A-Z]{2}\d{3}[A-Z]|[A-Z]\d{3}[A-Z]{2}|[A-Z]{3}\d{2}[A-Z]|\d{3}[A-Z]{2}\d"
+    ),
+    "FR_OLD": r"\d{1,4}[A-Z]{2,3}\d{2}",
+    "CH": r"[A-Z]{2}\d{1,6}",
+}
+_FORMAT_RE = re.compile("|".join(f"(?:{p})" for p in PLATE_FORMATS.values()))
+
+# German plates carry round seals between the district letters and the rest; the
+# teacher reads them as one of these glyphs (or a CJK character). The seal is only
+# removed where a letter group follows it, which no non-German format has.
+_SEAL = r"(?:[8&0o°%*@Q·•]|[^\x00-\x7f])"
+_DE_SEAL_RE = re.compile(rf"^([A-Z]{{1,3}})[\s\-.]*{_SEAL}[\s\-.]*([A-Z]{{1,2}})[\s\-.]*(\d{{1,4}}[EH]?)$")
+
+
+def clean_read(raw: str) -> str | None:
+    """Plate text from a raw teacher read, or None when it is not a believable plate."""
+    raw = raw.strip()
+    m = _DE_SEAL_RE.match(raw)
+    if m:
+        raw = "".join(m.groups())
+    text = re.sub(r"[\s\-.·•:_,'\"]", "", raw)
+    if not text.isascii() or not text.isalnum():
+        return None
+    text = text.upper()
+    if not 4 <= len(text) <= 8:
+        return None
+    if not (any(c.isdigit() for c in text) and any(c.isalpha() for c in text)):
+        return None
+    return text if _FORMAT_RE.fullmatch(text) else None
+
+
+class Teacher:
+    """PP-OCRv4 recogniser only: the crops are already plates, detection would only hurt."""
+
+    def __init__(self) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self._engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+
+    def read(self, img: np.ndarray) -> tuple[str, float]:
+        res, _ = self._engine(img, use_det=False, use_cls=False, use_rec=True)
+        if not res:
+            return "", 0.0
+        text, score = res[0][0], float(res[0][1])
+        return str(text), score
+
+
+def label_one(teacher: Teacher, img: np.ndarray, two_rows: bool, min_score: float) -> tuple[str, float] | None:
+    if two_rows:
+        # The recogniser reads one line; two-row plates are read per half and joined.
+        h = img.shape[0]
+        top_raw, s1 = teacher.read(img[: h // 2 + 2])
+        bot_raw, s2 = teacher.read(img[h // 2 - 2 :])
+        raw, score = top_raw + " " + bot_raw, min(s1, s2)
+    else:
+        raw, score = teacher.read(img)
+    if score < min_score:
+        return None
+    text = clean_read(raw)
+    return (text, score) if text else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", type=Path, default=Path(os.environ.get("EDGE_AGENT_DATASETS", "../shared/datasets")))
+    ap.add_argument("--out", type=Path, default=Path("/work/cache/eu_crop_labels.tsv"))
+    ap.add_argument("--min-score", type=float, default=0.9)
+    ap.add_argument("--limit", type=int, default=0, help="label at most this many crops per folder (debug)")
+    args = ap.parse_args(argv)
+
+    from tqdm import tqdm
+
+    teacher = Teacher()
+    # (image, two rows, box in the image or None for a ready-cut crop)
+    jobs: list[tuple[Path, bool, tuple[int, int, int, int] | None]] = []
+    for folder, two_rows in (("eu-plate-crops", False), ("eu-plate-crops-2", True)):
+        files = sorted(p for p in (args.datasets / folder).iterdir() if p.suffix.lower() in (".png", ".jpg"))
+        if args.limit:
+            files = files[: args.limit]
+        jobs += [(p, two_rows, None) for p in files]
+    # The Polish photos have plate boxes but no text: the same teacher can label them.
+    pl = args.datasets / "plates-pl-boxes"
+    anns = sorted(pl.glob("*.txt")) if pl.is_dir() else []
+    for ann in anns[: args.limit or None]:
+        for line in ann.read_text().splitlines():
+            f = line.split("\t")
+            if len(f) >= 5:
+                x, y, w, h = (int(float(v)) for v in f[1:5])
+                jobs.append((pl / f[0], False, (x, y, w, h)))
+    if not jobs:
+        print(f"no crops found under {args.datasets}", file=sys.stderr)
+        return 1
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    kept: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    t0 = time.monotonic()
+    tmp = args.out.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        for path, two_rows, box in tqdm(jobs, desc="teacher", unit="crop", mininterval=2.0):
+            folder = path.parent.name
+            seen[folder] = seen.get(folder, 0) + 1
+            img = cv2.imread(str(path))
+            if img is None:
+                continue
+            crop = img
+            if box is not None:
+                x, y, w, h = box
+                if w < 8 or h < 4 or w > 0.8 * img.shape[1]:
+                    continue
+                # These 640x640 exports are stretched: restore a plate-like aspect for the teacher.
+                crop = img[max(0, y) : y + h, max(0, x) : x + w]
+                crop = cv2.resize(crop, (max(8, int(crop.shape[0] * 4.6)), crop.shape[0]))
+            res = label_one(teacher, crop, two_rows, args.min_score)
+            if res is None:
+                continue
+            kept[folder] = kept.get(folder, 0) + 1
+            box_s = ",".join(map(str, box)) if box else ""
+            fh.write(f"{path.resolve()}\t{res[0]}\t{res[1]:.4f}\t{2 if two_rows else 1}\t{box_s}\n")
+    tmp.replace(args.out)
+    for folder, n in seen.items():
+        print(f"{folder}: kept {kept.get(folder, 0)}/{n}")
+    print(f"wrote {args.out} in {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

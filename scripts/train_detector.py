@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""Trains the plate detector shipped as ``edge_agent/models/plate_detector.tflite``.
+
+A small CenterNet-style network: one grey 320x320 letterboxed image in, a stride-4 grid out with a
+plate-centre heatmap (logit) and, per cell, the centre offset and log plate size. The network is
+fully convolutional, so it trains on 256x256 crops (faster) and runs at 320x320.
+
+Training data is synthesised on the fly from ``../shared/datasets`` (never ``eu-plates-dev``):
+- real US/BR/PL photos with boxes, re-scaled so plates cover the sizes seen at inference, with the
+  plate sometimes swapped for a real European plate crop (EU look, real car context);
+- European plate crops and rendered demo plates pasted with perspective onto road backgrounds;
+- demo-like frames (rendered Italian plates on plain/flat "cars") so the daemon's demo works;
+- plain backgrounds with no plate as hard negatives.
+
+An int8 TFLite model (and its float twin) is exported after every epoch, so stopping early always
+leaves a working model. ``--resume`` continues from the last epoch checkpoint.
+
+    python scripts/train_detector.py --epochs 16 --out edge_agent/models/plate_detector.tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_plate_render() -> Any:
+    # Loaded by path: importing the edge_agent.sources package pulls in the daemon's runtime deps,
+    # which the training venv does not need.
+    spec = importlib.util.spec_from_file_location("plate_render", REPO / "edge_agent/sources/plate_render.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_pr = _load_plate_render()
+random_italian_plate = _pr.random_italian_plate
+render_plate = _pr.render_plate
+
+INPUT = 320  # inference size (letterbox of the long side)
+TRAIN = 256  # training crop size; the net is fully convolutional
+STRIDE = 4
+Box = tuple[float, float, float, float]  # x, y, w, h
+
+
+def datasets_dir() -> Path:
+    env = os.environ.get("EDGE_AGENT_DATASETS")
+    return Path(env) if env else REPO.parent / "shared" / "datasets"
+
+
+# ----------------------------------------------------------------------------- data loading
+
+
+def load_annotated(folder: Path) -> list[tuple[np.ndarray, list[Box]]]:
+    """Grey images with their plate boxes (one or more lines per NAME.txt)."""
+    out: list[tuple[np.ndarray, list[Box]]] = []
+    for txt in sorted(folder.glob("*.txt")):
+        boxes: list[Box] = []
+        name = ""
+        for line in txt.read_text().splitlines():
+            f = line.split("\t")
+            if len(f) < 5:
+                continue
+            name = f[0]
+            boxes.append((float(f[1]), float(f[2]), float(f[3]), float(f[4])))
+        img = cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE) if name else None
+        if img is not None and boxes:
+            out.append((img, boxes))
+    return out
+
+
+def load_images(folder: Path, pattern: str, max_side: int = 0) -> list[np.ndarray]:
+    out = []
+    for p in sorted(folder.glob(pattern)):
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            continue
+        if max_side and max(img.shape) > max_side:
+            s = max_side / max(img.shape)
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        out.append(img)
+    return out
+
+
+class Pools:
+    def __init__(self, root: Path) -> None:
+        # eu-plates-dev sits beside these folders and is deliberately never read here.
+        self.photos = (
+            load_annotated(root / "plates-us-train")
+            + load_annotated(root / "plates-br-train")
+            + load_annotated(root / "plates-pl-boxes")
+        )
+        self.backgrounds = load_images(root / "backgrounds", "*.jpg", 640)
+        crops = load_images(root / "eu-plate-crops", "*.png") + load_images(root / "eu-plate-crops-2", "*")
+        # Real plates cut from the training photos add US/BR looks to the paste pool.
+        for img, boxes in self.photos:
+            for x, y, w, h in boxes:
+                c = img[int(y) : int(y + h), int(x) : int(x + w)]
+                if c.size and w >= 40:
+                    crops.append(c.copy())
+        self.crops = crops
+        print(
+            f"data: {len(self.photos)} photos, {len(self.backgrounds)} backgrounds, {len(self.crops)} crops",
+            flush=True,
+        )
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+
+def log_uniform(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def target_plate_width(rng: random.Random) -> float:
+    # At inference (long side -> 320) dev plates are ~40-130 px wide and demo plates ~25-50 px;
+    # train a little wider than that on both ends.
+    return log_uniform(rng, 16, 170)
+
+
+def photometric(img: np.ndarray, rng: random.Random) -> np.ndarray:
+    f = img.astype(np.float32)
+    gamma = log_uniform(rng, 0.6, 1.6)
+    f = 255.0 * (f / 255.0) ** gamma
+    f = f * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30)
+    if rng.random() < 0.3:
+        k = rng.choice([3, 5])
+        f = np.asarray(cv2.GaussianBlur(f, (k, k), 0), np.float32)
+    if rng.random() < 0.4:
+        f += np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(2, 10), f.shape).astype(
+            np.float32
+        )
+    out = np.clip(f, 0, 255).astype(np.uint8)
+    if rng.random() < 0.15:
+        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(30, 80)])
+        if ok:
+            out = np.asarray(cv2.imdecode(enc, cv2.IMREAD_GRAYSCALE), np.uint8)
+    return out
+
+
+def warp_boxes(m: np.ndarray, boxes: list[Box], size: int) -> list[Box]:
+    out: list[Box] = []
+    for x, y, w, h in boxes:
+        pts = np.array([[x, y, 1], [x + w, y, 1], [x, y + h, 1], [x + w, y + h, 1]], np.float32)
+        q = pts @ m.T
+        x0, y0 = q[:, 0].min(), q[:, 1].min()
+        x1, y1 = q[:, 0].max(), q[:, 1].max()
+        # Keep plates that are mostly inside the crop; clip their box to it.
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        if (cx1 - cx0) * (cy1 - cy0) < 0.6 * (x1 - x0) * (y1 - y0):
+            out.append((cx0, cy0, -(cx1 - cx0), cy1 - cy0))  # negative width: "ignore" region
+            continue
+        out.append((float(cx0), float(cy0), float(cx1 - cx0), float(cy1 - cy0)))
+    return out
+
+
+def affine_for(rng: random.Random, scale: float, anchor: tuple[float, float], dst: tuple[float, float]) -> np.ndarray:
+    """Scale+rotate about ``anchor`` (source px) and move it to ``dst`` (crop px)."""
+    ang = rng.uniform(-6, 6) if rng.random() < 0.5 else 0.0
+    m = cv2.getRotationMatrix2D(anchor, ang, scale)
+    if rng.random() < 0.3:
+        m[0, 1] += rng.uniform(-0.08, 0.08) * scale  # mild shear: plates seen from the side
+    # Aspect jitter: dev photos are not all square-pixel after re-encoding.
+    m[1] *= rng.uniform(0.9, 1.1)
+    m[0, 2] += dst[0] - (m[0, 0] * anchor[0] + m[0, 1] * anchor[1] + m[0, 2])
+    m[1, 2] += dst[1] - (m[1, 0] * anchor[0] + m[1, 1] * anchor[1] + m[1, 2])
+    return m
+
+
+def fill_value(rng: random.Random) -> int:
+    # Inference pads the letterbox with 0; sometimes train with other fills too.
+    return 0 if rng.random() < 0.7 else rng.randint(0, 255)
+
+
+def sample_photo(p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:
+    img, boxes = rng.choice(p.photos)
+    img = img.copy()
+    if rng.random() < 0.4:
+        img, boxes = swap_plates(img, boxes, p, rng)
+    bx, by, bw, bh = rng.choice(boxes)
+    s = target_plate_width(rng) / bw
+    if rng.random() < 0.25:
+        # Whole photo letterboxed as at inference.
+        s = TRAIN / max(img.shape)
+        m = np.array([[s, 0, 0], [0, s, 0]], np.float32)
+        m[0, 2] = rng.uniform(0, TRAIN - img.shape[1] * s)
+        m[1, 2] = rng.uniform(0, TRAIN - img.shape[0] * s)
+    else:
+        dst = (rng.uniform(0.1, 0.9) * TRAIN, rng.uniform(0.1, 0.9) * TRAIN)
+        m = affine_for(rng, s, (bx + bw / 2, by + bh / 2), dst)
+    out = cv2.warpAffine(img, m, (TRAIN, TRAIN), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=fill_value(rng))
+    return out, warp_boxes(m, boxes, TRAIN)
+
+
+def swap_plates(img: np.ndarray, boxes: list[Box], p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:
+    """Cover each plate with a European crop of the same width (real car context, EU look)."""
+    new: list[Box] = []
+    for x, y, w, h in boxes:
+        crop = rng.choice(p.crops)
+        ch = w * crop.shape[0] / crop.shape[1]
+        if ch < h * 0.9:
+            # The EU plate is flatter: blank the old plate with the car colour around it first.
+            y0, y1 = int(max(y - 2, 0)), int(min(y + h + 2, img.shape[0]))
+            x0, x1 = int(max(x - 2, 0)), int(min(x + w + 2, img.shape[1]))
+            ring = np.concatenate([img[max(y0 - 3, 0) : y0, x0:x1].ravel(), img[y1 : y1 + 3, x0:x1].ravel()])
+            img[y0:y1, x0:x1] = int(np.median(ring)) if ring.size else 90
+        cy = y + h / 2
+        nb = (x, cy - ch / 2, w, ch)
+        paste(img, crop, nb, rng, jitter=0.02)
+        new.append(nb)
+    return img, new
+
+
+def paste(dst: np.ndarray, plate: np.ndarray, box: Box, rng: random.Random, jitter: float = 0.06) -> Box:
+    """Warp ``plate`` onto the quad around ``box`` with some perspective; returns its bounding box."""
+    x, y, w, h = box
+    quad = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
+    quad += np.array([[rng.uniform(-jitter, jitter) * w, rng.uniform(-jitter, jitter) * w] for _ in range(4)],
+                     np.float32)
+    if rng.random() < 0.5:
+        # Camera above/aside: one side taller than the other.
+        d = rng.uniform(-0.12, 0.12) * h
+        quad[1, 1] -= d
+        quad[2, 1] += d
+    ph, pw = plate.shape[:2]
+    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
+    m = cv2.getPerspectiveTransform(src, quad)
+    g = plate if plate.ndim == 2 else cv2.cvtColor(plate, cv2.COLOR_BGR2GRAY)
+    g = cv2.convertScaleAbs(g, alpha=rng.uniform(0.6, 1.2), beta=rng.uniform(-40, 20))
+    H, W = dst.shape
+    warped = cv2.warpPerspective(g, m, (W, H), flags=cv2.INTER_AREA if w < pw else cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full((ph, pw), 255, np.uint8), m, (W, H))
+    np.copyto(dst, warped, where=mask > 127)
+    x0, y0 = quad.min(axis=0)
+    x1, y1 = quad.max(axis=0)
+    return (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+
+
+def random_scene(p: Pools, rng: random.Random) -> np.ndarray:
+    bg = rng.choice(p.backgrounds)
+    s = rng.uniform(TRAIN / min(bg.shape), 2.0 * TRAIN / min(bg.shape))
+    m = np.array([[s, 0, 0], [0, s, 0]], np.float32)
+    m[0, 2] = -rng.uniform(0, max(bg.shape[1] * s - TRAIN, 0))
+    m[1, 2] = -rng.uniform(0, max(bg.shape[0] * s - TRAIN, 0))
+    if rng.random() < 0.5:
+        m[0, 0] = -s  # mirror
+        m[0, 2] = TRAIN - m[0, 2]
+    return cv2.warpAffine(bg, m, (TRAIN, TRAIN), borderMode=cv2.BORDER_REFLECT)
+
+
+def sample_pasted(p: Pools, rng: random.Random, demo: bool) -> tuple[np.ndarray, list[Box]]:
+    if demo:
+        # The daemon's demo scene: plain frame, car-like blocks, rendered Italian plates.
+        img = np.full((TRAIN, TRAIN), rng.randint(40, 220), np.uint8)
+        if rng.random() < 0.5:
+            img = random_scene(p, rng) // 2 + np.uint8(rng.randint(0, 100))
+    else:
+        img = random_scene(p, rng)
+    boxes: list[Box] = []
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        use_demo = demo or rng.random() < 0.12
+        plate = render_plate(random_italian_plate(rng)) if use_demo else rng.choice(p.crops)
+        w = target_plate_width(rng)
+        h = w * plate.shape[0] / plate.shape[1] * rng.uniform(0.85, 1.15)
+        x, y = rng.uniform(-0.05 * w, TRAIN - 0.95 * w), rng.uniform(0, TRAIN - h)
+        if any(_iou((x, y, w, h), b) > 0 or _near((x, y, w, h), b) for b in boxes):
+            continue
+        if demo and rng.random() < 0.8:
+            # A car body around the plate.
+            cw, chh = w * rng.uniform(2.5, 4), w * rng.uniform(1.2, 2.5)
+            cx0, cy0 = int(x + w / 2 - cw / 2), int(y + h / 2 - chh * rng.uniform(0.5, 0.8))
+            cv2.rectangle(img, (cx0, cy0), (int(cx0 + cw), int(cy0 + chh)), rng.randint(20, 230), -1)
+        boxes.append(paste(img, plate, (x, y, w, h), rng))
+    return img, warp_boxes(np.array([[1, 0, 0], [0, 1, 0]], np.float32), boxes, TRAIN)
+
+
+def _near(a: Box, b: Box) -> bool:
+    return abs((a[0] + a[2] / 2) - (b[0] + b[2] / 2)) < (a[2] + b[2]) / 2 + 4 and abs(
+        (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
+    ) < (a[3] + b[3]) / 2 + 4
+
+
+def _iou(a: Box, b: Box) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
+
+
+def sample(p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:
+    r = rng.random()
+    if r < 0.5:
+        img, boxes = sample_photo(p, rng)
+    elif r < 0.8:
+        img, boxes = sample_pasted(p, rng, demo=False)
+    elif r < 0.9:
+        img, boxes = sample_pasted(p, rng, demo=True)
+    else:
+        img, boxes = random_scene(p, rng), []
+    return photometric(img, rng), boxes
+
+
+def encode_targets(boxes: list[Box], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heatmap (g, g), regression target (g, g, 4) and its mask (g, g); g = size / STRIDE.
+
+    A negative box width marks a plate cut by the crop edge: its area is ignored (heatmap weight 0)
+    rather than taught as background.
+    """
+    g = size // STRIDE
+    hm = np.zeros((g, g), np.float32)
+    reg = np.zeros((g, g, 4), np.float32)
+    mask = np.zeros((g, g), np.float32)
+    ignore = np.zeros((g, g), bool)
+    ys, xs = np.mgrid[0:g, 0:g].astype(np.float32)
+    for x, y, w, h in boxes:
+        if w < 0:
+            w = -w
+            ignore[int(y / STRIDE) : int((y + h) / STRIDE) + 1, int(x / STRIDE) : int((x + w) / STRIDE) + 1] = True
+            continue
+        if w < 6 or h < 3:
+            continue
+        cx, cy = (x + w / 2) / STRIDE, (y + h / 2) / STRIDE
+        ix, iy = min(int(cx), g - 1), min(int(cy), g - 1)
+        sx, sy = max(w / STRIDE / 6, 0.7), max(h / STRIDE / 6, 0.5)
+        gauss = np.exp(-((xs - ix) ** 2) / (2 * sx * sx) - ((ys - iy) ** 2) / (2 * sy * sy))
+        np.maximum(hm, gauss, out=hm)
+        hm[iy, ix] = 1.0
+        # Size/offset are taught at the peak and its 3x3 neighbours (more signal, same answer).
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                jx, jy = ix + dx, iy + dy
+                if 0 <= jx < g and 0 <= jy < g and ((dx == 0 and dy == 0) or mask[jy, jx] == 0):
+                    reg[jy, jx] = (cx - jx, cy - jy, math.log(w / STRIDE), math.log(h / STRIDE))
+                    mask[jy, jx] = 1.0 if dx == 0 and dy == 0 else 0.5
+    hm[ignore & (hm < 1)] = -1.0  # marker: excluded from the loss
+    return hm, reg, mask
+
+
+def batches(p: Pools, batch: int, seed: int) -> Iterator[tuple[np.ndarray, ...]]:
+    rng = random.Random(seed)
+    while True:
+        x = np.empty((batch, TRAIN, TRAIN, 1), np.float32)
+        hm = np.empty((batch, TRAIN // STRIDE, TRAIN // STRIDE), np.float32)
+        reg = np.empty((batch, TRAIN // STRIDE, TRAIN // STRIDE, 4), np.float32)
+        mask = np.empty((batch, TRAIN // STRIDE, TRAIN // STRIDE), np.float32)
+        for i in range(batch):
+            img, boxes = sample(p, rng)
+            x[i, :, :, 0] = img
+            hm[i], reg[i], mask[i] = encode_targets(boxes, TRAIN)
+        yield x, hm, reg, mask
+
+
+def background_batches(p: Pools, batch: int, seed: int, workers: int) -> queue.Queue[tuple[np.ndarray, ...]]:
+    # OpenCV releases the GIL, so a couple of threads keep the single TF thread fed.
+    q: queue.Queue[tuple[np.ndarray, ...]] = queue.Queue(maxsize=6)
+
+    def run(s: int) -> None:
+        for b in batches(p, batch, s):
+            q.put(b)
+
+    for w in range(workers):
+        threading.Thread(target=run, args=(seed * 100 + w,), daemon=True).start()
+    return q
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_model(size: int | None = None) -> Any:
+    """The detector. With a fixed ``size`` (export), 2x upsampling is a nearest-neighbour resize:
+    the same values as Keras' repeat-based UpSampling2D, but one RESIZE_NEAREST_NEIGHBOR op in
+    TFLite (XNNPACK-delegated, int8) instead of RESHAPE/TILE chains that fall back to the CPU.
+    """
+    import keras
+    from keras import layers
+
+    def up(x: Any) -> Any:
+        if size is None:
+            return layers.UpSampling2D(2)(x)
+        return layers.Resizing(int(x.shape[1]) * 2, int(x.shape[2]) * 2, interpolation="nearest")(x)
+
+    def cbr(x: Any, c: int, k: int = 3, s: int = 1) -> Any:
+        x = layers.Conv2D(c, k, s, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU(6.0)(x)
+
+    def dw(x: Any, c: int, s: int = 1, d: int = 1) -> Any:
+        inp = x
+        x = layers.DepthwiseConv2D(3, s, padding="same", dilation_rate=d, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU(6.0)(x)
+        x = layers.Conv2D(c, 1, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        if s == 1 and inp.shape[-1] == c:
+            return layers.Add()([inp, x])
+        return layers.ReLU(6.0)(x)
+
+    inp = keras.Input((size, size, 1), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inp)
+    x = cbr(x, 16, 3, 2)  # /2
+    x = dw(x, 24, 2)  # /4
+    c2 = dw(x, 24)
+    x = dw(c2, 48, 2)  # /8
+    x = dw(x, 48)
+    c3 = dw(x, 48)
+    x = dw(c3, 80, 2)  # /16
+    x = dw(x, 80)
+    c4 = dw(x, 80, d=2)
+    x = dw(c4, 128, 2)  # /32: receptive field for the largest plates
+    x = dw(x, 128)
+    c5 = dw(x, 128, d=2)
+    # Light FPN back down to stride 4.
+    p = cbr(c5, 64, 1)
+    p = layers.Add()([up(p), cbr(c4, 64, 1)])
+    p = dw(p, 64)
+    p = cbr(p, 48, 1)
+    p = layers.Add()([up(p), cbr(c3, 48, 1)])
+    p = dw(p, 48)
+    p = cbr(p, 32, 1)
+    p = layers.Add()([up(p), cbr(c2, 32, 1)])
+    p = dw(p, 32)
+    h = dw(p, 32)
+    heat = layers.Conv2D(
+        1, 1, name="heatmap", bias_initializer=keras.initializers.Constant(-2.19)
+    )(h)
+    r = dw(p, 32)
+    reg = layers.Conv2D(4, 1, name="boxreg")(r)
+    return keras.Model(inp, [heat, reg], name="plate_detector")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def export_tflite(trained: Any, p: Pools, out: Path, float_out: Path) -> None:
+    import tensorflow as tf
+
+    model = build_model(INPUT)
+    model.set_weights(trained.get_weights())
+
+    @tf.function(input_signature=[tf.TensorSpec([1, INPUT, INPUT, 1], tf.float32)])  # type: ignore[untyped-decorator]
+    def serve(x: Any) -> Any:
+        heat, reg = model(x, training=False)
+        return {"heatmap": heat, "boxreg": reg}
+
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # Frozen, so the int8 calibrator sees constants rather than resource variables.
+    conc = convert_variables_to_constants_v2(serve.get_concrete_function())
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc])
+    float_out.write_bytes(conv.convert())
+    # float16 weights: half the size of float32, run as float32 by XNNPACK.
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    float_out.with_name(float_out.stem.replace("_float", "") + "_fp16.tflite").write_bytes(conv.convert())
+
+    rng = random.Random(123)
+
+    def rep() -> Iterator[list[np.ndarray]]:
+        for _ in range(120):
+            # Letterboxed photos and scenes as at inference time.
+            img, _b = sample(p, rng)
+            big = np.zeros((INPUT, INPUT), np.uint8)
+            big[:TRAIN, :TRAIN] = img
+            yield [big[None, :, :, None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8  # the reader feeds the letterboxed uint8 image as is
+    tmp = out.with_suffix(".tmp")
+    tmp.write_bytes(conv.convert())
+    os.replace(tmp, out)  # atomic: a reader never sees a half-written model
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=400, help="steps per epoch")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--ckpt", type=Path, default=REPO.parent / "ckpt" / "detector")
+    ap.add_argument("--out", type=Path, default=REPO / "edge_agent" / "models" / "plate_detector.tflite")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="TF intra/inter-op threads")
+    ap.add_argument("--workers", type=int, default=2, help="data synthesis threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and exit")
+    args = ap.parse_args()
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    cv2.setNumThreads(1)
+    from tqdm import tqdm
+
+    args.ckpt.mkdir(parents=True, exist_ok=True)
+    pools = Pools(datasets_dir())
+    model = build_model(None)
+    print(f"model: {model.count_params()} parameters", flush=True)
+    import keras
+
+    float_out = args.ckpt / "plate_detector_float.tflite"
+    if args.export_only:
+        model.load_weights(args.ckpt / "last.weights.h5")
+        export_tflite(model, pools, args.out, float_out)
+        print(f"exported {args.out} ({args.out.stat().st_size} B) and {float_out}", flush=True)
+        return 0
+    total = args.epochs * args.steps
+    sched = keras.optimizers.schedules.CosineDecay(
+        args.lr * 0.1, total, alpha=0.02, warmup_target=args.lr, warmup_steps=min(300, total // 10)
+    )
+    opt = keras.optimizers.AdamW(sched, weight_decay=1e-4, clipnorm=5.0)
+    opt.build(model.trainable_variables)
+    state_path = args.ckpt / "state.json"
+    start_epoch = 0
+    if args.resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        model.load_weights(args.ckpt / "last.weights.h5")
+        opt_vals = np.load(args.ckpt / "last.optimizer.npz")
+        for v, k in zip(opt.variables, sorted(opt_vals.files, key=lambda s: int(s[1:])), strict=True):
+            v.assign(opt_vals[k])
+        start_epoch = int(state["epoch"])
+        print(f"resumed after epoch {start_epoch}", flush=True)
+
+    @tf.function(jit_compile=False)  # type: ignore[untyped-decorator]
+    def step(x: Any, hm: Any, reg: Any, mask: Any) -> Any:
+        with tf.GradientTape() as tape:
+            logit, pr = model(x, training=True)
+            logit = logit[..., 0]
+            valid = tf.cast(hm >= 0, tf.float32)
+            t = tf.maximum(hm, 0.0)
+            pos = tf.cast(t >= 1.0, tf.float32)
+            p = tf.sigmoid(logit)
+            lp = tf.math.log_sigmoid(logit)
+            ln = tf.math.log_sigmoid(-logit)
+            pos_l = -lp * tf.square(1 - p) * pos
+            neg_l = -ln * tf.square(p) * tf.pow(1 - t, 4) * (1 - pos) * valid
+            npos = tf.maximum(tf.reduce_sum(pos), 1.0)
+            focal = (tf.reduce_sum(pos_l) + tf.reduce_sum(neg_l)) / npos
+            m = mask[..., None]
+            msum = tf.maximum(tf.reduce_sum(mask), 1.0)
+            off = tf.reduce_sum(tf.abs(pr[..., :2] - reg[..., :2]) * m) / msum
+            siz = tf.reduce_sum(tf.abs(pr[..., 2:] - reg[..., 2:]) * m) / msum
+            loss = focal + off + 2.0 * siz
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return focal, off, siz
+
+    q = background_batches(pools, args.batch, args.seed + start_epoch, args.workers)
+    t_start = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        bar = tqdm(range(args.steps), desc=f"epoch {epoch + 1}/{args.epochs}", mininterval=30, file=sys.stdout)
+        acc = np.zeros(3)
+        t_epoch = time.time()
+        for i in bar:
+            b = q.get()
+            vals = step(*(tf.constant(a) for a in b))
+            acc += np.array([float(v) for v in vals])
+            if (i + 1) % 50 == 0:
+                f, o, s = acc / 50
+                bar.set_postfix_str(f"focal {f:.3f} off {o:.3f} size {s:.3f}")
+                acc[:] = 0
+        bar.close()
+        print(f"epoch {epoch + 1}: {args.steps * args.batch / (time.time() - t_epoch):.1f} images/s", flush=True)
+        model.save_weights(args.ckpt / "last.weights.h5")
+        np.savez(args.ckpt / "last.optimizer.npz", **{f"v{i}": v.numpy() for i, v in enumerate(opt.variables)})
+        state_path.write_text(json.dumps({"epoch": epoch + 1, "epochs": args.epochs, "time": time.time()}))
+        t0 = time.time()
+        export_tflite(model, pools, args.out, float_out)
+        print(
+            f"epoch {epoch + 1}: saved checkpoint, exported {args.out} ({args.out.stat().st_size} B) "
+            f"in {time.time() - t0:.1f}s; {(time.time() - t_start) / 60:.1f} min so far",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""Real TFLite inference with the packaged plate models (no mocks): regression floors on the dev
+set, the `edge-agent read` error paths, and the demo scene's rendered plates."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.alpr import ModelError, PlateRead, PlateReader
+from edge_agent.alpr.read_command import run_read
+from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.sources.plate_render import render_plate
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import eval_alpr  # noqa: E402
+
+
+def _datasets() -> Path:
+    env = os.environ.get("EDGE_AGENT_DATASETS")
+    return Path(env) if env else REPO.parent / "shared" / "datasets"
+
+
+DEV = _datasets() / "eu-plates-dev"
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader()
+
+
+def demo_frame(text: str, plate_w: int = 160, at: tuple[int, int] = (560, 420)) -> np.ndarray:
+    """A 1280x720 grey frame with one rendered demo plate pasted at ``at``, as the demo scene does."""
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    plate = render_plate(text)
+    h = round(plate_w * plate.shape[0] / plate.shape[1])
+    x, y = at
+    frame[y : y + h, x : x + plate_w] = cv2.resize(plate, (plate_w, h), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+# ----------------------------------------------------------------------------- the reader
+
+
+@pytest.mark.parametrize("text,plate_w", [("AB123CD", 160), ("ZX908KL", 120), ("FG456HJ", 200)])
+def test_reads_rendered_demo_plate(reader: PlateReader, text: str, plate_w: int) -> None:
+    reads = reader.read(demo_frame(text, plate_w))
+    assert [r.text for r in reads] == [text]
+    r = reads[0]
+    assert isinstance(r, PlateRead)
+    x, y, w, _h = r.box
+    assert abs(x - 560) < plate_w * 0.15 and abs(w - plate_w) < plate_w * 0.25 and abs(y - 420) < 20
+    assert 0.5 < r.confidence <= 1.0
+    assert r.crop is not None and r.crop.ndim == 3 and len(r.char_confidences) == len(text)
+
+
+def test_empty_scene_has_no_plates(reader: PlateReader) -> None:
+    assert reader.read(np.full((720, 1280, 3), 128, np.uint8)) == []
+    assert reader.read(np.zeros((4, 4, 3), np.uint8)) == []
+
+
+def test_grey_input_and_versions(reader: PlateReader) -> None:
+    grey = cv2.cvtColor(demo_frame("AB123CD"), cv2.COLOR_BGR2GRAY)
+    assert [r.text for r in reader.read(grey)] == ["AB123CD"]
+    versions = reader.model_versions
+    assert set(versions) == {"plate_detector", "plate_ocr"} and all(versions.values())
+
+
+def test_rejects_non_images(reader: PlateReader) -> None:
+    with pytest.raises(ValueError):
+        reader.read(np.zeros((10, 10, 3), np.float32))
+
+
+def test_missing_corrupt_and_wrong_models(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        PlateReader(detector_path=tmp_path / "nope.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"definitely not a flatbuffer" * 10)
+    with pytest.raises(ModelError, match="not a valid TFLite model"):
+        PlateReader(detector_path=junk)
+    # The OCR model is a valid TFLite file, but not a detector.
+    with pytest.raises(ModelError, match="not a plate detector model"):
+        PlateReader(detector_path=DEFAULT_OCR)
+    with pytest.raises(ModelError):
+        PlateReader(ocr_path=junk)
+
+
+# ----------------------------------------------------------------------------- dev-set floors
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason=f"dev set not available at {DEV} (set EDGE_AGENT_DATASETS)")
+def test_dev_set_regression_floor(reader: PlateReader) -> None:
+    # Issue 4 targets on eu-plates-dev: detection recall@IoU0.5 >= 98%, false plates per image
+    # <= 0.05, exact reads >= 95%. The floors sit a little below what the shipped models measure
+    # (see edge_agent/models/plate_detector.md), so a regression trips them and noise does not.
+    m = eval_alpr.evaluate(DEV, reader, verbose=False)
+    assert m["images"] == 54
+    assert float(m["detector_recall_iou0.5"]) >= 0.96  # type: ignore[arg-type]
+    assert float(m["recall_iou0.3"]) >= 0.96  # type: ignore[arg-type]
+    assert float(m["false_plates_per_image"]) <= 0.1  # type: ignore[arg-type]
+    assert float(m["exact_accuracy"]) >= 0.80  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- edge-agent read
+
+
+def _run(paths: list[Path], as_json: bool = False, **kw: Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = run_read(paths, as_json, out, err, **kw)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture()
+def good_jpg(tmp_path: Path) -> Path:
+    p = tmp_path / "demo.jpg"
+    cv2.imwrite(str(p), demo_frame("AB123CD"))
+    return p
+
+
+def test_read_json(good_jpg: Path) -> None:
+    code, out, err = _run([good_jpg], as_json=True)
+    assert code == 0, err
+    line = json.loads(out)
+    assert line["image"] == "demo.jpg" and line["ms"] >= 0
+    assert [p["text"] for p in line["plates"]] == ["AB123CD"]
+    assert len(line["plates"][0]["box"]) == 4 and 0 < line["plates"][0]["confidence"] <= 1
+
+
+def test_read_text_and_folder(good_jpg: Path) -> None:
+    (good_jpg.parent / "notes.txt").write_text("not an image, ignored in folders")
+    code, out, _ = _run([good_jpg.parent])
+    assert code == 0
+    assert out.startswith("demo.jpg: AB123CD") and out.count("\n") == 1
+
+
+def test_read_corrupt_file_alone(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    code, out, err = _run([bad])
+    assert code == 2 and out == ""
+    assert "bad.jpg" in err and "cannot decode" in err and "Traceback" not in err
+
+
+def test_read_corrupt_among_good(good_jpg: Path) -> None:
+    bad = good_jpg.parent / "bad.png"
+    bad.write_text("hello")
+    code, out, err = _run([good_jpg.parent], as_json=True)
+    assert code == 1
+    assert [json.loads(x)["image"] for x in out.splitlines()] == ["demo.jpg"]
+    assert "bad.png" in err
+
+
+def test_read_empty_folder_and_missing_path(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = _run([empty])
+    assert code == 2 and "no images" in err
+    code, _, err = _run([tmp_path / "missing.jpg"])
+    assert code == 2 and "no such file" in err
+
+
+def test_read_bad_model(good_jpg: Path, tmp_path: Path) -> None:
+    code, out, err = _run([good_jpg], detector_path=tmp_path / "missing.tflite")
+    assert code == 2 and out == ""
+    assert "cannot load the plate models" in err and "not found" in err
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(os.urandom(256))
+    code, _, err = _run([good_jpg], ocr_path=junk)
+    assert code == 2 and "Traceback" not in err
+
+
+def test_packaged_models_exist() -> None:
+    for p in (DEFAULT_DETECTOR, DEFAULT_OCR):
+        assert p.is_file() and p.stat().st_size < 4_000_000, p

@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Clip requests end to end: a real agent recording a real camera feed, real mosquitto, a real HTTPS
+receiver; signed request -> exact clip -> signed manifest -> resumable upload -> verify-clip; every
+rejection reason; the audit trail."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import AgentProcess, Broker, Collector, wait_until, write_config
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from upload_receiver import Receiver, make_tls
+
+from edge_agent.audit import verify_file
+from edge_agent.cli import main
+from edge_agent.clips.upload import Uploader, UploadError, UploadSettings
+from edge_agent.signing import generate_keypair, sign_command
+
+TOKEN = "s3cret-bearer-token-for-case-42"
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _agent_config(tmp_path: Path, port: int, ops_pub: Path, ca: Path | None) -> Path:
+    upload: dict[str, Any] = {"max_kbps": 8000, "chunk_kb": 16, "retry_min_s": 0.2, "retry_max_s": 0.5,
+                              "progress_interval_s": 0.1}
+    if ca is not None:
+        upload["ca_file"] = str(ca)
+    cfg = write_config(tmp_path / "agent.toml", tmp_path / "data", port,
+                       camera={"width": 320, "height": 240, "fps": 10},
+                       motion={"enabled": False}, events={"motion_events": False},
+                       recorder={"enabled": True, "segment_s": 2},
+                       clips={"max_clip_s": 30, "wait_for_footage_s": 10}, upload=upload)
+    cfg.write_text(cfg.read_text() + f'[security.trusted_keys]\nops1 = "{ops_pub}"\n')
+    return cfg
+
+
+@pytest.fixture
+def ops_key(tmp_path: Path) -> tuple[Path, Path]:
+    key, pub = tmp_path / "ops" / "ops1.key", tmp_path / "ops" / "ops1.pub"
+    generate_keypair(key, pub)
+    return key, pub
+
+
+def _health(collector: Collector) -> dict[str, Any]:
+    msgs = collector.on("/health")
+    return msgs[-1].json() if msgs else {}
+
+
+def test_clip_request_end_to_end_with_interrupted_upload(
+        tmp_path: Path, broker: Broker, collector: Collector, agents: list[AgentProcess],
+        ops_key: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    ca, cert, key = make_tls(tmp_path / "tls")
+    rx = Receiver(TOKEN, (ca, cert, key), cut_after=8_000).start()
+    try:
+        cfg = _agent_config(tmp_path, broker.port, ops_key[1], ca)
+        agent = AgentProcess(cfg, tmp_path / "agent.log").start()
+        agents.append(agent)
+        wait_until(lambda: (_health(collector).get("footage", {}).get("oldest_age_s") or 0) > 4.5, 40,
+                   "4.5 s of recorded footage in health")
+        token_file = tmp_path / "ops" / "token"
+        token_file.write_text(TOKEN)
+        now = datetime.now(UTC)
+        start, end = now - timedelta(seconds=4), now - timedelta(seconds=1.5)
+        rc = main(["ops", "request-clip", "--node", "pole-test", "--key", str(ops_key[0]), "--key-id", "ops1",
+                   "--agency", "City Police", "--upload-url", rx.url, "--token-file", str(token_file),
+                   "--start", _iso(start), "--end", _iso(end), "--request-id", "case-42-a",
+                   "--port", str(broker.port), "--timeout", "60"])
+        out = capsys.readouterr().out
+        assert rc == 0, out + agent.output()
+        states = [json.loads(line)["state"] for line in out.splitlines()[1:]]
+        assert states[0] == "accepted" and "cut" in states and "uploading" in states and states[-1] == "done"
+        # The link died 8 kB into the clip; the upload resumed from what the receiver had, not from 0.
+        assert rx.cuts == 1
+        clip_offsets = [off for name, off in rx.patches if name == "case-42-a.mp4"]
+        assert clip_offsets[0] == 0 and 8_000 in clip_offsets
+        clip, manifest = tmp_path / "case-42-a.mp4", tmp_path / "case-42-a.manifest.json"
+        clip.write_bytes(rx.files["case-42-a.mp4"])
+        manifest.write_bytes(rx.files["case-42-a.manifest.json"])
+        m = json.loads(manifest.read_bytes())
+        assert m["node_id"] == "pole-test" and m["agency"] == "City Police" and m["request_id"] == "case-42-a"
+        assert 20 <= m["clip"]["frames"] <= 27  # 2.5 s at 10 fps
+        node_pub = tmp_path / "data" / "keys" / "node-signing.pub"
+        assert main(["ops", "verify-clip", str(clip), str(manifest), "--node-key", str(node_pub)]) == 0
+        assert capsys.readouterr().out.startswith("OK case-42-a.mp4")
+
+        # Tampering with either file is caught.
+        data = bytearray(clip.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (tmp_path / "bad.mp4").write_bytes(data)
+        assert main(["ops", "verify-clip", str(tmp_path / "bad.mp4"), str(manifest)]) == 1
+        assert "SHA-256 does not match" in capsys.readouterr().out
+        (tmp_path / "bad.json").write_text(json.dumps({**m, "agency": "Someone Else"}))
+        assert main(["ops", "verify-clip", str(clip), str(tmp_path / "bad.json")]) == 1
+        assert "bad signature" in capsys.readouterr().out
+        generate_keypair(tmp_path / "other.key", tmp_path / "other.pub")
+        assert main(["ops", "verify-clip", str(clip), str(manifest), "--node-key", str(tmp_path / "other.pub")]) == 1
+
+        # The audit trail: accepted, then uploaded, as events and in the chained log.
+        wait_until(lambda: len([e for e in collector.events() if e["type"] == "audit"]) >= 2, 10, "audit events")
+        audits = [e for e in collector.events() if e["type"] == "audit"]
+        assert [a["decision"] for a in audits] == ["accepted", "uploaded"]
+        assert audits[1]["sha256"] == m["clip"]["sha256"] and audits[1]["prev_hash"] == audits[0]["audit_hash"]
+        assert main(["audit", "verify", "--config", str(cfg)]) == 0
+        wait_until(lambda: _health(collector)["uploads"]["done"] == 1, 10, "health to count the upload")
+        assert _health(collector)["footage"]["disk_mb"] > 0
+        assert TOKEN not in agent.output() and TOKEN not in json.dumps(audits)
+        assert agent.terminate() == 0
+    finally:
+        rx.stop()
+
+
+def test_every_rejection_has_its_reason_and_is_audited(
+        tmp_path: Path, broker: Broker, collector: Collector, agents: list[AgentProcess],
+        ops_key: tuple[Path, Path]) -> None:
+    cfg = _agent_config(tmp_path, broker.port, ops_key[1], None)
+    agent = AgentProcess(cfg, tmp_path / "agent.log").start()
+    agents.append(agent)
+    wait_until(lambda: bool(_health(collector).get("footage")), 30, "the agent's first health")
+    key = Ed25519PrivateKey.from_private_bytes(b"\x00" * 32)  # not trusted
+    from edge_agent.signing import load_private_key
+
+    ops = load_private_key(ops_key[0])
+    now = datetime.now(UTC)
+
+    def body(rid: str, **over: Any) -> dict[str, Any]:
+        b = {"request_id": rid, "camera": "cam0", "start": _iso(now - timedelta(seconds=20)),
+             "end": _iso(now - timedelta(seconds=10)), "agency": "City Police",
+             "upload_url": "https://127.0.0.1:9/up", "upload_token": TOKEN}
+        b.update(over)
+        return b
+
+    replayed = sign_command(body("r-replay-1", end=_iso(now - timedelta(seconds=1)),
+                                 start=_iso(now - timedelta(seconds=100))), ops, "ops1")
+    cases: list[tuple[str, dict[str, Any] | bytes, str | None]] = [
+        ("r-unsigned", body("r-unsigned", expires=_iso(now + timedelta(minutes=5)), nonce="n" * 20),
+         "missing signature"),
+        ("r-badsig", {**sign_command(body("r-badsig"), ops, "ops1"), "agency": "Someone Else"}, "bad signature"),
+        ("r-unknown", sign_command(body("r-unknown"), key, "ops9"), "unknown key"),
+        ("r-expired", sign_command(body("r-expired"), ops, "ops1", ttl_s=10, now=now - timedelta(minutes=5)),
+         "expired"),
+        ("r-extra", sign_command(body("r-extra", priority="high"), ops, "ops1"), "unexpected fields"),
+        ("r-replay-1", replayed, "range too long"),
+        ("r-replay-1", replayed, "replayed nonce"),
+        ("r-old", sign_command(body("r-old", start=_iso(now - timedelta(days=9)),
+                                    end=_iso(now - timedelta(days=9) + timedelta(seconds=5))), ops, "ops1"),
+         "range outside retention"),
+        ("r-future", sign_command(body("r-future", end=_iso(now + timedelta(seconds=5))), ops, "ops1"),
+         "range outside retention: end is in the future"),
+        ("r-http", sign_command(body("r-http", upload_url="http://127.0.0.1:9/up"), ops, "ops1"),
+         "malformed request: upload_url must be an https:// URL"),
+        ("r-camera", sign_command(body("r-camera", camera="cam7"), ops, "ops1"), "unknown camera"),
+        ("", b"{not json", None),
+    ]
+    for _rid, payload, _ in cases:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        collector.publish("edge/pole-test/cmd/clip", raw)
+    expected = [(rid, reason) for rid, _, reason in cases if reason is not None]
+    wait_until(lambda: len(collector.on("/reply/" + "r-camera")) >= 1, 20, "replies to every request")
+    wait_until(lambda: len([e for e in collector.events() if e["type"] == "audit"]) >= len(cases), 20,
+               "an audit event per request")
+    replies = [m.json() for m in collector.messages if "/reply/" in m.topic]
+    got = [(r["request_id"], r["error"]) for r in replies]
+    assert len(got) == len(expected)
+    for (rid, reason), (grid, error) in zip(expected, got, strict=True):
+        assert grid == rid and error.startswith(reason), (rid, error)
+    assert all(not r["ok"] for r in replies)
+    audits = [e for e in collector.events() if e["type"] == "audit"]
+    assert [a["decision"] for a in audits] == ["rejected"] * len(cases)
+    # The unparseable one is recorded as it arrives (it cannot be answered), so it may come first.
+    assert sum(a["reason"].startswith("malformed JSON") and a["request_id"] is None for a in audits) == 1
+    assert all(a["reason"] for a in audits)
+    assert verify_file(tmp_path / "data" / "audit.log").entries == len(cases)
+    assert TOKEN not in agent.output()
+
+
+def test_upload_is_bandwidth_capped_and_refused_token_fails_fast(tmp_path: Path) -> None:
+    rx = Receiver(TOKEN).start()
+    try:
+        f = tmp_path / "blob"
+        f.write_bytes(bytes(range(256)) * 1200)  # 300 kB
+        up = Uploader(UploadSettings(max_kbps=2000, chunk_bytes=64 * 1024, retry_min_s=0.1, retry_max_s=0.1))
+        t0 = time.monotonic()
+        up.upload(rx.url, TOKEN, f, "blob")
+        elapsed = time.monotonic() - t0
+        assert bytes(rx.files["blob"]) == f.read_bytes()
+        assert elapsed >= 1.0  # 300 kB at 250 kB/s is 1.2 s
+        with pytest.raises(UploadError, match="HTTP 401"):
+            up.upload(rx.url, "wrong-token", f, "blob2")
+        assert rx.auth_failures == 1
+    finally:
+        rx.stop()

@@ -1,0 +1,30 @@
+"""The fault drill's short version: broker restarts, an outage, SIGKILLs, disk full, camera loss: nothing lost."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def test_quick_fault_drill_loses_nothing(capsys: object) -> None:
+    import fault_drill
+
+    rc = fault_drill.main(["--quick", "--json"])
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    import json
+
+    results = json.loads(out.strip().splitlines()[-1])
+    ran = [r for r in results if "skipped" not in r]
+    assert {r["scenario"] for r in ran} >= {"broker_restart", "outage", "sigkill", "camera_loss"}
+    for r in ran:
+        assert r["lost"] == 0, r
+        assert r["generated"] > 0, r
+        assert r["delivered"] + r["dropped_by_policy"] == r["generated"], r
+    outage = next(r for r in ran if r["scenario"] == "outage")
+    assert outage["backlog"] > 20 and outage["drain_rate_per_s"] > 0
+    assert rc == 0
+    assert Path(fault_drill.__file__).parent.name == "scripts"
