@@ -52,6 +52,22 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _similar(a: str, b: str) -> bool:
+    if a in b or b in a:
+        return min(len(a), len(b)) >= 3
+    return levenshtein(a, b) <= max(2, min(len(a), len(b)) // 3)
+
+
 def _centre(b: Box) -> tuple[float, float]:
     return b[0] + b[2] / 2, b[1] + b[3] / 2
 
@@ -72,6 +88,12 @@ class _Track:
         if mono - last.mono > max_gap_s:
             return None
         overlap = iou(last.read.box, read.box)
+        # At a fixed camera the next car's plate shows up where the last one was, so position alone
+        # would merge two cars. A plate replaced within a few frames at the same place is impossible,
+        # though; otherwise reads of one plate differ by OCR slips or truncation, not most characters.
+        back_to_back = mono - last.mono <= 0.35 and overlap >= 0.3
+        if not back_to_back and not any(_similar(read.text, o.read.text) for o in self.obs[-4:]):
+            return None
         if overlap >= 0.1:
             return 1.0 - overlap
         (cx, cy), (rx, ry) = _centre(last.read.box), _centre(read.box)

@@ -11,7 +11,7 @@ from edge_agent.formats import FORMATS, PlateFormats, edit_distance_at_most_1
 @pytest.mark.parametrize(
     ("text", "country"),
     [("AB123CD", "IT"), ("MXY1234", "DE"), ("AB123CD", "FR"), ("1234BCD", "ES"), ("ZH123456", "CH"),
-     ("W12345A", "AT"), ("BA123XY", "SK"), ("1A23456", "CZ"), ("WX12345", "PL"), ("AB12CDE", "GB"),
+     ("W12345A", "AT"), ("BA123XY", "SK"), ("1A23456", "CZ"), ("WX12345", "PL"), ("AB12CDE", "GB"), ("KR1234A", "PL"),
      ("ZG1234AB", "HR"), ("Q1", "any")],
 )
 def test_each_format_accepts_its_plates(text: str, country: str) -> None:
@@ -20,8 +20,8 @@ def test_each_format_accepts_its_plates(text: str, country: str) -> None:
 
 def test_first_enabled_format_names_the_country() -> None:
     assert PlateFormats().country("AB123CD") == "IT", "IT first by default"
-    assert PlateFormats(["GB", "PL"]).country("AB12CDE") == "GB"
-    assert PlateFormats(["PL", "GB"]).country("AB12CDE") == "PL"
+    assert PlateFormats(["SK", "FR"]).country("BA123XY") == "SK"
+    assert PlateFormats(["FR", "SK"]).country("BA123XY") == "FR"
     assert PlateFormats(["IT"]).country("AB12CDE") is None
 
 

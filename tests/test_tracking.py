@@ -79,3 +79,18 @@ def test_iou() -> None:
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (20, 0, 10, 10)) == 0.0
     assert abs(iou((0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
+
+
+def test_next_car_at_the_same_spot_is_a_new_track() -> None:
+    frames = [[_read("AB123CD", 500)] for _ in range(6)] + [[] for _ in range(4)]
+    frames += [[_read("XY987ZW", 505)] for _ in range(6)]
+    results = _drive(PlateTracker(max_gap_s=1.5, max_delay_s=30.0), frames)
+    assert sorted(r.text for r in results) == ["AB123CD", "XY987ZW"]
+
+
+def test_levenshtein() -> None:
+    from edge_agent.tracking import levenshtein
+
+    assert levenshtein("AB123CD", "AB123CD") == 0
+    assert levenshtein("AB123CD", "AB12CD") == 1
+    assert levenshtein("AB123CD", "XY987ZW") == 7
