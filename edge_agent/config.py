@@ -13,13 +13,31 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_agent.formats import DEFAULT_ORDER as DEFAULT_FORMAT_ORDER
 from edge_agent.formats import FORMATS
 from edge_agent.sources.base import redact
 
 _TOPIC_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _is_file(p: Path) -> bool:
+    # Path.is_file() raises on names the OS refuses (too long, NUL byte): those are "not found", not a crash.
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _existing_file(p: Path) -> Path:
+    if not _is_file(p):
+        raise ValueError(f"file not found: {p}")
+    return p
+
+
+# A path that must name an existing file when the config is loaded: checked once, at start.
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 
 
 class ConfigError(Exception):
@@ -97,17 +115,10 @@ class MotionConfig(_Section):
 
 class AlprConfig(_Section):
     enabled: bool = True
-    detector_model: Path | None = None
-    ocr_model: Path | None = None
+    detector_model: ExistingFile | None = None
+    ocr_model: ExistingFile | None = None
     threads: Annotated[int, Field(ge=1, le=16)] = 1
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
-
-    @field_validator("detector_model", "ocr_model")
-    @classmethod
-    def _exists(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
 
 
 class EventsConfig(_Section):
@@ -147,17 +158,10 @@ class OutboxConfig(_Section):
 
 
 class TlsConfig(_Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: ExistingFile | None = None
+    cert_file: ExistingFile | None = None
+    key_file: ExistingFile | None = None
     insecure_skip_verify: bool = False
-
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _exists(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
 
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
@@ -173,7 +177,7 @@ class MqttConfig(_Section):
     client_id: str = ""
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     username: str = ""
-    password_file: Path | None = None
+    password_file: ExistingFile | None = None
     tls: TlsConfig | None = None
     reconnect_min_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -185,13 +189,6 @@ class MqttConfig(_Section):
         parts = v.split("/")
         if not v or any(not _TOPIC_SAFE.match(p) for p in parts):
             raise ValueError("must be topic levels of letters, digits, '.', '_' or '-' separated by '/'")
-        return v
-
-    @field_validator("password_file")
-    @classmethod
-    def _pw(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
-            raise ValueError(f"file not found: {v}")
         return v
 
     @model_validator(mode="after")
@@ -208,6 +205,7 @@ class RecorderConfig(_Section):
     camera_id: str = "cam0"
     codec: Literal["libx264", "h264_v4l2m2m"] = "libx264"
     crf: Annotated[int, Field(ge=0, le=51)] = 28
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "ultrafast"
     keyframe_interval_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     segment_s: Annotated[float, Field(ge=2, le=600)] = 10.0
     max_age_days: Annotated[float, Field(gt=0, le=366)] = 7.0
@@ -240,15 +238,8 @@ class UploadConfig(_Section):
     retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     give_up_after_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400.0
     progress_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
-    ca_file: Path | None = None
+    ca_file: ExistingFile | None = None
     allow_http: bool = False
-
-    @field_validator("ca_file")
-    @classmethod
-    def _exists(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
-            raise ValueError(f"file not found: {v}")
-        return v
 
     @model_validator(mode="after")
     def _backoff_order(self) -> UploadConfig:
@@ -265,7 +256,7 @@ class SecurityConfig(_Section):
     @field_validator("node_key_file")
     @classmethod
     def _node_key(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_file():
+        if v is not None and not _is_file(v):
             raise ValueError(f"file not found: {v} (create it with 'edge-agent provision', or leave this key "
                              "out to have the agent create one under data_dir)")
         return v
@@ -376,4 +367,7 @@ def load(path: Path | None) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib recurses per nesting level: a deeply nested array or table would escape as a traceback.
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return validate(raw, str(path))

@@ -278,22 +278,14 @@ def _mqtt_client(cfg: Config) -> _Mqtt:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from edge_agent.mqtt_link import apply_credentials
+
     m = cfg.mqtt
     # Never the agent's own client id: that would take over (and clean) its persistent session.
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{cfg.node_id}-doctor-{secrets.token_hex(3)}",
                     clean_session=True, protocol=mqtt.MQTTv311)
     st = _Mqtt(c)
-    if m.username:
-        password = m.password_file.read_text(encoding="utf-8").strip() if m.password_file else None
-        c.username_pw_set(m.username, password)
-    if m.tls is not None:
-        t = m.tls
-        c.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None,
-                  certfile=str(t.cert_file) if t.cert_file else None,
-                  keyfile=str(t.key_file) if t.key_file else None,
-                  cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if t.insecure_skip_verify:
-            c.tls_insecure_set(True)
+    apply_credentials(c, m)
 
     def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:

@@ -22,13 +22,28 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import Config
+from edge_agent.config import Config, MqttConfig
 from edge_agent.health import PipelineStats
 from edge_agent.outbox import Outbox, Pending
 
 log = logging.getLogger(__name__)
 
 CommandSink = Callable[[str, bytes], None]
+
+
+def apply_credentials(client: mqtt.Client, m: MqttConfig) -> None:
+    """Username/password file and TLS (CA, client certificate) from the config, on any paho client."""
+    if m.username:
+        password = m.password_file.read_text(encoding="utf-8").strip() if m.password_file else None
+        client.username_pw_set(m.username, password)
+    if m.tls is not None:
+        t = m.tls
+        client.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None,
+                       certfile=str(t.cert_file) if t.cert_file else None,
+                       keyfile=str(t.key_file) if t.key_file else None,
+                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if t.insecure_skip_verify:
+            client.tls_insecure_set(True)
 
 
 class Topics:
@@ -75,17 +90,7 @@ class MqttLink:
         c.reconnect_delay_set(min_delay=max(1, int(m.reconnect_min_s)), max_delay=max(1, int(m.reconnect_max_s)))
         c.max_inflight_messages_set(m.max_inflight)
         c.max_queued_messages_set(0)
-        if m.username:
-            password = m.password_file.read_text(encoding="utf-8").strip() if m.password_file else None
-            c.username_pw_set(m.username, password)
-        if m.tls is not None:
-            t = m.tls
-            c.tls_set(ca_certs=str(t.ca_file) if t.ca_file else None,
-                      certfile=str(t.cert_file) if t.cert_file else None,
-                      keyfile=str(t.key_file) if t.key_file else None,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            if t.insecure_skip_verify:
-                c.tls_insecure_set(True)
+        apply_credentials(c, m)
         c.will_set(self.topics.status, "offline", qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
