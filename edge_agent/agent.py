@@ -109,10 +109,17 @@ class Agent:
         self.source = source if source is not None else make_source(cfg)
         self.commands = CommandRouter(self.stats)
         self.commands.register("ping", self._cmd_ping)
+        # One verifier (one nonce store) for every signed command: clip requests, hotlists, config.
+        try:
+            trusted = load_trusted_keys(cfg.security.trusted_keys)
+        except KeyFileError as exc:
+            raise StartupError(f"security.trusted_keys: {exc}") from None
+        self.verifier = SignedCommandVerifier(trusted, Path(cfg.data_dir) / "nonces.sqlite3",
+                                              cfg.security.max_command_ttl_s)
         self.footage: Footage | None = None
         if cfg.recorder.enabled:
             try:
-                self.footage = Footage(cfg, self._store)
+                self.footage = Footage(cfg, self._store, self.verifier)
             except FootageError as exc:
                 raise StartupError(str(exc)) from None
             self.commands.register("clip", self.footage.clips.handle)
@@ -123,13 +130,6 @@ class Agent:
         self.frames = FrameQueue(self.stats)
         self.hotlists = Hotlists(Path(cfg.data_dir) / "hotlists.json", cfg.hotlist.fuzzy)
         self.pipeline = FramePipeline(cfg, self.reader, self.stats, self.hotlists)
-        # One verifier (one nonce store) for every signed command: clip requests, hotlists, config.
-        try:
-            trusted = load_trusted_keys(cfg.security.trusted_keys)
-        except KeyFileError as exc:
-            raise StartupError(f"security.trusted_keys: {exc}") from None
-        self.verifier = SignedCommandVerifier(trusted, Path(cfg.data_dir) / "nonces.sqlite3",
-                                              cfg.security.max_command_ttl_s) if trusted else None
         self.commands.register("hotlist", HotlistCommand(self.hotlists, self.verifier))
         # cmd/config restarts the process in place to apply a change to every stage at once (cli.py execs).
         self._restart = threading.Event()

@@ -23,7 +23,7 @@ from edge_agent.clips.upload import Uploader, UploadSettings
 from edge_agent.commands import MAX_COMMAND_BYTES
 from edge_agent.config import Config
 from edge_agent.recorder import EncoderSettings, Recorder, RetentionPolicy
-from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key, load_trusted_keys
+from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key
 from edge_agent.sources.base import Frame
 
 CommandSink = Callable[[str, bytes], None]
@@ -44,10 +44,10 @@ def node_key_path(cfg: Config) -> Path:
 
 
 class Footage:
-    def __init__(self, cfg: Config, publish: Publish) -> None:
+    def __init__(self, cfg: Config, publish: Publish, verifier: SignedCommandVerifier) -> None:
         rc, data = cfg.recorder, Path(cfg.data_dir)
         self.cfg = cfg
-        settings = EncoderSettings(codec=rc.codec, crf=rc.crf,
+        settings = EncoderSettings(codec=rc.codec, crf=rc.crf, preset=rc.preset,
                                    gop_frames=max(1, round(rc.keyframe_interval_s * cfg.camera.fps)))
         try:
             self.recorder = Recorder(data / "footage", settings, rc.segment_s,
@@ -55,8 +55,6 @@ class Footage:
                                      rc.retention_interval_s, rc.queue_frames)
             self.audit = AuditLog(audit_path(cfg))
             node_key = load_or_create_node_key(node_key_path(cfg))
-            verifier = SignedCommandVerifier(load_trusted_keys(cfg.security.trusted_keys),
-                                             data / "nonces.sqlite3", cfg.security.max_command_ttl_s)
         except (OSError, AuditError, KeyFileError) as exc:
             raise FootageError(f"footage: {exc}") from None
         up = cfg.upload
@@ -67,7 +65,8 @@ class Footage:
                                  work_dir=data / "clips", publish=publish, max_clip_s=cfg.clips.max_clip_s,
                                  max_pending=cfg.clips.max_pending,
                                  wait_for_footage_s=max(cfg.clips.wait_for_footage_s, rc.segment_s),
-                                 progress_interval_s=up.progress_interval_s, allow_http=up.allow_http)
+                                 progress_interval_s=up.progress_interval_s, allow_http=up.allow_http,
+                                 give_up_after_s=up.give_up_after_s)
         self.uploader = uploader
 
     def start(self, reply: Reply) -> None:

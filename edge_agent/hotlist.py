@@ -133,14 +133,12 @@ def _entries(raw: Any) -> dict[str, str]:
 class HotlistCommand:
     """The ``cmd/hotlist`` handler: verify the signature, validate, apply, persist."""
 
-    def __init__(self, hotlists: Hotlists, verifier: CommandVerifier | None) -> None:
+    def __init__(self, hotlists: Hotlists, verifier: CommandVerifier) -> None:
         self._hotlists = hotlists
         self._verifier = verifier
 
     def __call__(self, cmd: Command) -> dict[str, Any]:
         body = cmd.body
-        if self._verifier is None:
-            raise CommandRejected("no trusted keys configured (security.trusted_keys): signed commands are refused")
         unexpected = set(body) - _ALLOWED_KEYS
         if unexpected:
             raise CommandRejected(f"unexpected field(s): {sorted(unexpected)[:5]}")

@@ -136,6 +136,8 @@ class SignedCommandVerifier:
 
     def verify(self, body: Mapping[str, Any], now: float) -> str:
         """Returns the key id that signed ``body``; raises CommandRejected(reason) otherwise."""
+        if not self._keys:
+            raise CommandRejected("no trusted keys configured (security.trusted_keys): signed commands are refused")
         if SIGNATURE_FIELD not in body:
             raise CommandRejected("missing signature")
         key_id = body.get(KEY_ID_FIELD)

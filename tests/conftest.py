@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -41,14 +42,22 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 class Broker:
     """A mosquitto process we can stop and restart on the same port (a link outage)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistence: bool = False) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             pytest.fail("mosquitto is not installed (apt-get install -y mosquitto); .ci/run installs it")
         self.exe = exe
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # Started as root, mosquitto drops to user "mosquitto", who cannot write pytest's private tmp dir.
+        conf = f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        if persistence:
+            # Sessions and queued QoS 1 messages survive a restart, as on a production broker.
+            (workdir / "mosquitto-db").mkdir(exist_ok=True)
+            conf += f"persistence true\npersistence_location {workdir / 'mosquitto-db'}/\nmax_queued_messages 0\n"
+        else:
+            conf += "persistence false\n"
+        self.conf.write_text(conf)
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

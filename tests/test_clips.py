@@ -5,6 +5,7 @@ rejection reason; the audit trail."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,9 +29,9 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _agent_config(tmp_path: Path, port: int, ops_pub: Path, ca: Path | None) -> Path:
+def _agent_config(tmp_path: Path, port: int, ops_pub: Path, ca: Path | None, **upload_over: Any) -> Path:
     upload: dict[str, Any] = {"max_kbps": 8000, "chunk_kb": 16, "retry_min_s": 0.2, "retry_max_s": 0.5,
-                              "progress_interval_s": 0.1}
+                              "progress_interval_s": 0.1, **upload_over}
     if ca is not None:
         upload["ca_file"] = str(ca)
     cfg = write_config(tmp_path / "agent.toml", tmp_path / "data", port,
@@ -195,5 +196,53 @@ def test_upload_is_bandwidth_capped_and_refused_token_fails_fast(tmp_path: Path)
         with pytest.raises(UploadError, match="HTTP 401"):
             up.upload(rx.url, "wrong-token", f, "blob2")
         assert rx.auth_failures == 1
+    finally:
+        rx.stop()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_upload_continues_after_the_agent_is_killed(
+        tmp_path: Path, broker: Broker, collector: Collector, agents: list[AgentProcess],
+        ops_key: tuple[Path, Path], how: str) -> None:
+    from edge_agent.signing import load_private_key
+
+    rx = Receiver(TOKEN).start()
+    try:
+        # A slow link (64 kbit/s, 4 kB chunks) so the kill lands mid-upload; plain http for brevity.
+        cfg = _agent_config(tmp_path, broker.port, ops_key[1], None, max_kbps=64, chunk_kb=4, allow_http=True)
+        agent = AgentProcess(cfg, tmp_path / "agent.log").start()
+        agents.append(agent)
+        wait_until(lambda: (_health(collector).get("footage", {}).get("oldest_age_s") or 0) > 4.5, 40,
+                   "4.5 s of recorded footage")
+        now = datetime.now(UTC)
+        body = {"request_id": "case-7", "camera": "cam0", "start": _iso(now - timedelta(seconds=4)),
+                "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "upload_url": rx.url,
+                "upload_token": TOKEN}
+        collector.publish("edge/pole-test/cmd/clip", json.dumps(sign_command(body, load_private_key(ops_key[0]),
+                                                                             "ops1")))
+        wait_until(lambda: len(rx.files.get("case-7.mp4", b"")) >= 8000, 30, "8 kB of the clip at the receiver")
+        if how == "SIGKILL":
+            agent.kill()
+        else:
+            assert agent.terminate() == 0  # a clean stop leaves the job for the next start, not failed
+            assert not any(m.json()["state"] == "failed" for m in collector.on("/reply/case-7"))
+        before = len(rx.files["case-7.mp4"])
+        cut = next(m.json() for m in collector.on("/reply/case-7") if m.json()["state"] == "cut")
+        assert before < cut["bytes"], "the clip was uploaded before the kill; make it longer"
+        patches_before = len(rx.patches)
+
+        agents.append(AgentProcess(cfg, tmp_path / "agent2.log").start())
+        wait_until(lambda: any(m.json()["state"] in ("done", "failed") for m in collector.on("/reply/case-7")),
+                   60, "the upload to finish after the restart")
+        final = collector.on("/reply/case-7")[-1].json()
+        assert final["state"] == "done", final
+        assert final["sha256"] == cut["sha256"]  # the same clip, not a new cut
+        resumed = [off for name, off in rx.patches[patches_before:] if name == "case-7.mp4"]
+        assert resumed and resumed[0] >= before - 4096 and 0 not in resumed  # continued, not restarted
+        assert hashlib.sha256(rx.files["case-7.mp4"]).hexdigest() == cut["sha256"]
+        assert json.loads(rx.files["case-7.manifest.json"])["clip"]["sha256"] == cut["sha256"]
+        assert "resuming request case-7" in (tmp_path / "agent2.log").read_text()
+        assert not list((tmp_path / "data" / "clips").glob("case-7*"))  # cleaned up once done
+        assert (tmp_path / "data" / "clips" / "jobs.sqlite3").stat().st_mode & 0o077 == 0  # it held the token
     finally:
         rx.stop()

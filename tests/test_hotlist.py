@@ -13,6 +13,8 @@ from edge_agent.hotlist import HotlistCommand, Hotlists
 
 
 class AcceptAll:
+    """Stands in for the signature check, which tests/test_signing.py covers; here the list logic is tested."""
+
     def verify(self, body: dict[str, Any], now: float) -> str:
         return "ops-1"
 
@@ -59,7 +61,9 @@ def test_bad_commands_are_rejected_with_a_reason(tmp_path: Path, body: dict[str,
 
 
 def test_without_trusted_keys_signed_commands_are_refused(tmp_path: Path) -> None:
-    handler = HotlistCommand(Hotlists(tmp_path / "h.json", True), None)
+    from edge_agent.signing import SignedCommandVerifier
+
+    handler = HotlistCommand(Hotlists(tmp_path / "h.json", True), SignedCommandVerifier({}, tmp_path / "n.sqlite3"))
     with pytest.raises(CommandRejected, match="no trusted keys"):
         handler(_cmd({"list_id": "x", "action": "add", "plates": []}))
 

@@ -122,3 +122,14 @@ def test_event_clip_around_a_plate(tmp_path: Path) -> None:
     clip = tmp_path / "event-clips" / "ev1.mp4"
     assert clip.is_file()
     assert len(_levels(clip)) == 14  # 1.5 .. 2.8 s
+
+
+def test_offer_never_blocks_and_counts_drops(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path, SETTINGS, segment_s=2.0, policy=RetentionPolicy(86400, 1 << 30), queue_frames=3)
+    image = _image(1)
+    t0 = time.perf_counter()
+    for k in range(10):  # the recorder thread is not running: the queue fills at once
+        rec.offer(Frame(k, time.time(), float(k), image))
+    assert time.perf_counter() - t0 < 0.05
+    assert rec.stats.frames_dropped == 7
+    rec.index.close()

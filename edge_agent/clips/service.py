@@ -5,14 +5,22 @@ The command thread only validates (milliseconds) and answers ``accepted`` or the
 ``clip-worker`` thread does the slow part and publishes progress and the final result itself as
 further replies on ``reply/{request_id}``. Footage covering an accepted request is held against
 retention until its upload is done.
+
+Accepted requests are kept in ``{data_dir}/clips/jobs.sqlite3`` (mode 0600: it holds the upload
+tokens) with their cut clip and manifest until they end, so an agent restart or power loss resumes
+the upload from the receiver's offset instead of losing the request.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.audit import AuditError, AuditLog
 from edge_agent.clips.manifest import build_manifest
 from edge_agent.clips.request import ClipRequest, Limits, parse_clip_request
-from edge_agent.clips.upload import Uploader, UploadError
+from edge_agent.clips.upload import Uploader, UploadError, UploadStopped
 from edge_agent.commands import Command, CommandRejected
 from edge_agent.events import PRIORITY_PLATE, Event
 from edge_agent.recorder import ClipError, Recorder
@@ -36,6 +44,43 @@ log = logging.getLogger(__name__)
 
 Reply = Callable[[str, dict[str, Any]], None]
 Publish = Callable[[Event], None]
+
+
+class _Stopped(Exception):
+    """The agent is stopping mid-job: the job stays in the store for the next start."""
+
+
+class JobStore:
+    """Accepted requests not yet ended, durable across restarts."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it (SQLite gives its -wal/-shm files the same mode): tokens inside.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS jobs (request_id TEXT PRIMARY KEY, accepted REAL NOT NULL,"
+                         " request TEXT NOT NULL)")
+
+    def add(self, req: ClipRequest, accepted: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO jobs (request_id, accepted, request) VALUES (?, ?, ?)",
+                             (req.request_id, accepted, json.dumps(dataclasses.asdict(req))))
+
+    def remove(self, request_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE request_id = ?", (request_id,))
+
+    def pending(self) -> list[tuple[ClipRequest, float]]:
+        with self._lock:
+            rows = self._db.execute("SELECT request, accepted FROM jobs ORDER BY accepted").fetchall()
+        return [(ClipRequest(**json.loads(r)), float(a)) for r, a in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
 
 @dataclass
@@ -50,7 +95,7 @@ class ClipService:
     def __init__(self, *, node_id: str, camera_id: str, recorder: Recorder, audit: AuditLog,
                  verifier: SignedCommandVerifier, node_key: Ed25519PrivateKey, uploader: Uploader,
                  work_dir: Path, publish: Publish, max_clip_s: float, max_pending: int, wait_for_footage_s: float,
-                 progress_interval_s: float, allow_http: bool) -> None:
+                 progress_interval_s: float, allow_http: bool, give_up_after_s: float = 86400.0) -> None:
         self.node_id, self.camera_id = node_id, camera_id
         self.recorder, self.audit, self.verifier = recorder, audit, verifier
         self.node_key, self.uploader = node_key, uploader
@@ -65,9 +110,19 @@ class ClipService:
         self._staged: dict[str, ClipRequest] = {}  # accepted, waiting for the router's "accepted" reply
         self._jobs: queue.Queue[ClipRequest | None] = queue.Queue()  # bounded by max_pending in handle()
         self._thread = threading.Thread(target=self._run, name="clip-worker", daemon=True)
-        # Jobs are not resumed across restarts (see docs/clips.md), so holds left by a crash are released.
+        self.give_up_after_s = give_up_after_s
+        self.jobs = JobStore(work_dir / "jobs.sqlite3")
+        self._accepted: dict[str, float] = {}
+        resumed = self.jobs.pending()
+        live = {req.request_id for req, _ in resumed}
         for holder, _, _ in recorder.index.holds():
-            recorder.index.release(holder)
+            if holder not in live:
+                recorder.index.release(holder)  # a hold whose job ended while the agent was going down
+        for req, accepted in resumed:
+            log.info("clips: resuming request %s accepted %.0f s ago", req.request_id, time.time() - accepted)
+            self._accepted[req.request_id] = accepted
+            self.stats.pending += 1
+            self._jobs.put(req)
 
     def start(self, reply: Reply) -> None:
         self._reply = reply
@@ -77,6 +132,7 @@ class ClipService:
         self.uploader.stop.set()
         self._jobs.put(None)
         self._thread.join(5.0)
+        self.jobs.close()
 
     def after_reply(self, reply: Reply) -> Reply:
         """Wraps the command router's replier: a job starts only once its "accepted" reply is out, so the
@@ -91,6 +147,15 @@ class ClipService:
 
         return wrapped
 
+    def discard_staged(self) -> int:
+        """Forgets accepted requests whose job has not started (for harnesses that never start the worker)."""
+        with self._lock:
+            staged, self._staged = list(self._staged.values()), {}
+            self.stats.pending -= len(staged)
+        for req in staged:
+            self._end(req)
+        return len(staged)
+
     # -- command thread --------------------------------------------------------------------------
 
     def handle(self, cmd: Command) -> dict[str, Any]:
@@ -103,23 +168,32 @@ class ClipService:
             self._audit("rejected", cmd.request_id, cmd.body, reason=str(exc))
             raise
         with self._lock:
-            busy = self.stats.pending >= self._max_pending or req.request_id in self._staged
+            duplicate = req.request_id in self._accepted
+            busy = duplicate or self.stats.pending >= self._max_pending
             if not busy:
-                self.stats.pending += 1
-                self._staged[req.request_id] = req
+                self._accepted[req.request_id] = now
         if busy:
-            reason = f"busy: {self._max_pending} clip requests already pending (or this request_id is)"
+            reason = (f"busy: request {req.request_id} is already being handled" if duplicate else
+                      f"busy: {self._max_pending} clip requests already pending (clips.max_pending)")
             self._audit("rejected", cmd.request_id, cmd.body, reason=reason)
             raise CommandRejected(reason)
+        # No footage leaves the pole unless the request is on record first.
+        if not self._audit("accepted", req.request_id, cmd.body, key_id=req.key_id):
+            with self._lock:
+                self._accepted.pop(req.request_id, None)
+            raise CommandRejected("audit log unavailable: the request cannot be recorded, so it is refused")
         self.recorder.index.hold(req.request_id, req.start_ts, req.end_ts)
-        self._audit("accepted", req.request_id, cmd.body, key_id=req.key_id)
+        self.jobs.add(req, now)
+        with self._lock:
+            self.stats.pending += 1
+            self._staged[req.request_id] = req
         return {"state": "accepted"}
 
     def audit_malformed(self, payload: bytes, reason: str) -> None:
         """A cmd/clip that is not even a JSON object with a request_id: it cannot be answered, only recorded."""
         self._audit("rejected", None, {}, reason=reason, payload_bytes=len(payload))
 
-    def _audit(self, decision: str, request_id: str | None, body: dict[str, Any], **extra: Any) -> None:
+    def _audit(self, decision: str, request_id: str | None, body: dict[str, Any], **extra: Any) -> bool:
         entry: dict[str, Any] = {"action": "clip_request", "decision": decision, "request_id": request_id}
         for name in ("camera", "start", "end", "agency", "key_id", "nonce"):
             value = body.get(name)
@@ -128,15 +202,17 @@ class ClipService:
         url = body.get("upload_url")
         if isinstance(url, str):
             # Host only: paths and queries of upload URLs may carry credentials, the token is never kept.
-            entry["upload_host"] = urlsplit(url).netloc.rpartition("@")[2][:128]
+            with contextlib.suppress(ValueError):
+                entry["upload_host"] = urlsplit(url).netloc.rpartition("@")[2][:128]
         entry.update(extra)
         try:
             rec = self.audit.append(entry)
         except AuditError as exc:
             log.error("%s", exc)
-            return
+            return False
         self.publish(Event("audit", {"audit_seq": rec.seq, "audit_hash": rec.hash, "prev_hash": rec.prev, **entry},
                            PRIORITY_PLATE))
+        return True
 
     # -- worker thread ---------------------------------------------------------------------------
 
@@ -158,6 +234,9 @@ class ClipService:
                 self.stats.done += 1
                 self._audit("uploaded", req.request_id, {}, **result)
                 self._send(req, "done", **result)
+            except (_Stopped, UploadStopped):
+                log.info("clips: request %s continues at the next start", req.request_id)
+                return  # job, hold and files stay for the next start
             except (ClipError, UploadError, OSError) as exc:
                 self.stats.failed += 1
                 self._audit("failed", req.request_id, {}, reason=str(exc))
@@ -169,9 +248,44 @@ class ClipService:
                 self._send(req, "failed", ok=False, error="internal error while producing the clip")
             finally:
                 self.stats.active = ""
-                self.recorder.index.release(req.request_id)
+            self._end(req)
+
+    def _end(self, req: ClipRequest) -> None:
+        for path in self._files(req):
+            path.unlink(missing_ok=True)
+        self.jobs.remove(req.request_id)
+        self.recorder.index.release(req.request_id)
+        with self._lock:
+            self._accepted.pop(req.request_id, None)
+
+    def _files(self, req: ClipRequest) -> tuple[Path, Path]:
+        return self.work_dir / f"{req.request_id}.mp4", self.work_dir / f"{req.request_id}.manifest.json"
 
     def _process(self, req: ClipRequest) -> dict[str, Any]:
+        clip, manifest_path = self._files(req)
+        if clip.is_file() and manifest_path.is_file():
+            # Cut before a restart: upload exactly those bytes, so the receiver's partial file stays valid.
+            manifest = json.loads(manifest_path.read_bytes())
+        else:
+            manifest = self._cut(req, clip, manifest_path)
+        remaining = self._accepted.get(req.request_id, time.time()) + self.give_up_after_s - time.time()
+        if remaining <= 0:
+            raise UploadError(f"not uploaded within upload.give_up_after_s ({self.give_up_after_s:.0f} s)")
+        last = [0.0]
+
+        def progress(name: str, sent: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= self.progress_interval_s or sent == total:
+                last[0] = now
+                self._send(req, "uploading", file=name, sent_bytes=sent, total_bytes=total)
+
+        self.uploader.upload(req.upload_url, req.upload_token, clip, clip.name, progress)
+        self.uploader.upload(req.upload_url, req.upload_token, manifest_path, manifest_path.name, progress)
+        c = manifest["clip"]
+        return {"sha256": c["sha256"], "bytes": c["bytes"], "frames": c["frames"],
+                "manifest_sha256": _sha(canonical_json(manifest)), "upload_host": req.upload_host}
+
+    def _cut(self, req: ClipRequest, clip: Path, manifest_path: Path) -> dict[str, Any]:
         deadline = time.monotonic() + self.wait_for_footage_s
         # The newest footage is in a segment still being written: wait until it is closed and indexed.
         while True:
@@ -179,34 +293,19 @@ class ClipService:
             if (span is not None and span[1] >= req.end_ts) or time.monotonic() >= deadline:
                 break
             if self.uploader.stop.wait(0.5):
-                raise ClipError("agent shutting down")
-        clip = self.work_dir / f"{req.request_id}.mp4"
-        manifest_path = self.work_dir / f"{req.request_id}.manifest.json"
-        try:
-            cut = self.recorder.cut(req.start_ts, req.end_ts, clip)
-            manifest = build_manifest(node_id=self.node_id, camera=req.camera, request_id=req.request_id,
-                                      agency=req.agency, requested=(req.start, req.end), clip_path=clip,
-                                      clip_range=(cut.first_ts, cut.last_ts), frames=cut.frames,
-                                      node_key=self.node_key)
-            manifest_path.write_bytes(json.dumps(manifest, indent=1).encode() + b"\n")
-            sha = manifest["clip"]["sha256"]
-            self._send(req, "cut", frames=cut.frames, bytes=cut.bytes, sha256=sha,
-                       reencoded_frames=cut.reencoded_frames)
-            last = [0.0]
-
-            def progress(name: str, sent: int, total: int) -> None:
-                now = time.monotonic()
-                if now - last[0] >= self.progress_interval_s or sent == total:
-                    last[0] = now
-                    self._send(req, "uploading", file=name, sent_bytes=sent, total_bytes=total)
-
-            self.uploader.upload(req.upload_url, req.upload_token, clip, clip.name, progress)
-            self.uploader.upload(req.upload_url, req.upload_token, manifest_path, manifest_path.name, progress)
-            return {"sha256": sha, "bytes": cut.bytes, "frames": cut.frames,
-                    "manifest_sha256": _sha(canonical_json(manifest)), "upload_host": req.upload_host}
-        finally:
-            clip.unlink(missing_ok=True)
-            manifest_path.unlink(missing_ok=True)
+                raise _Stopped()
+        manifest_path.unlink(missing_ok=True)
+        cut = self.recorder.cut(req.start_ts, req.end_ts, clip)
+        manifest = build_manifest(node_id=self.node_id, camera=req.camera, request_id=req.request_id,
+                                  agency=req.agency, requested=(req.start, req.end), clip_path=clip,
+                                  clip_range=(cut.first_ts, cut.last_ts), frames=cut.frames, node_key=self.node_key)
+        # Written atomically, and only after the clip: a manifest on disk always describes a complete clip.
+        tmp = manifest_path.with_name(manifest_path.name + ".part")
+        tmp.write_bytes(json.dumps(manifest, indent=1).encode() + b"\n")
+        os.replace(tmp, manifest_path)
+        self._send(req, "cut", frames=cut.frames, bytes=cut.bytes, sha256=manifest["clip"]["sha256"],
+                   reencoded_frames=cut.reencoded_frames)
+        return manifest
 
 
 def _sha(data: bytes) -> str:

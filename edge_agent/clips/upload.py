@@ -35,6 +35,10 @@ class UploadError(Exception):
     """The upload failed for good; the message says why (never containing the token)."""
 
 
+class UploadStopped(UploadError):
+    """The agent is stopping; the upload is to be continued at the next start."""
+
+
 class _Retry(Exception):
     pass
 
@@ -87,7 +91,7 @@ class Uploader:
         backoff = self.settings.retry_min_s
         while True:
             if self.stop.is_set():
-                raise UploadError(f"upload of {name} stopped (agent shutting down)")
+                raise UploadStopped(f"upload of {name} stopped (agent shutting down)")
             try:
                 self._attempt(url, token, path, name, total, progress)
                 return
@@ -127,6 +131,8 @@ class Uploader:
                     for i in range(0, len(chunk), _PIECE):
                         piece = chunk[i:i + _PIECE]
                         self.limiter.consume(len(piece), self.stop)
+                        if self.stop.is_set():
+                            raise UploadStopped(f"upload of {name} stopped at byte {offset + i} (agent shutting down)")
                         conn.send(piece)
                         self.bytes_sent += len(piece)
                     resp = conn.getresponse()

@@ -130,27 +130,40 @@ def _cut_segment(seg: Segment, start_ts: float, end_ts: float, mux: _ClipMuxer) 
         decoder = stream.codec_context
         gop: list[Any] = []  # packets since the last keyframe before start: needed to decode the head
         reencoding = False
+
+        def encode(frames: Any) -> None:
+            for frame in frames:
+                fts = seg.start_ts + float(frame.pts * tb) if frame.pts is not None else None
+                if fts is not None and start_ts <= fts <= end_ts:
+                    mux.encode(frame, fts, stream)
+
+        def drain() -> None:
+            # A decoder may hold frames back (frame threading): flush them before leaving the head.
+            if reencoding:
+                encode(decoder.decode(None))
+
         for packet in inp.demux(stream):
             if packet.pts is None or not packet.size:
                 continue
             ts = seg.start_ts + float(packet.pts * tb)
             if ts > end_ts:
+                drain()
                 return True
             if ts < start_ts:
                 gop = [packet] if packet.is_keyframe else [*gop, packet]
                 continue
             if packet.is_keyframe:
+                drain()
                 reencoding = False
             elif mux.frames == 0 or reencoding:
                 # Head of the clip: this frame depends on packets before start, so decode and re-encode.
+                if not reencoding:
+                    for p in gop:
+                        encode(decoder.decode(p))  # frames before start are only references: filtered out
+                    gop = []
                 reencoding = True
-                for p in gop:
-                    decoder.decode(p)  # frames before start: decoded only as references
-                gop = []
-                for frame in decoder.decode(packet):
-                    fts = ts if frame.pts is None else seg.start_ts + float(frame.pts * tb)
-                    if start_ts <= fts <= end_ts:
-                        mux.encode(frame, fts, stream)
+                encode(decoder.decode(packet))
                 continue
             mux.copy(packet, ts, stream)
+        drain()
     return False

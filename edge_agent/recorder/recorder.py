@@ -68,6 +68,7 @@ class Recorder:
         self._stop = threading.Event()
         self._writer: SegmentWriter | None = None
         self._seg_id = 0
+        self._open_retry_at = 0.0  # after a failed segment open (disk full): not again for a while
         self._event_clips: list[_EventClip] = []
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._recover()
@@ -160,8 +161,12 @@ class Recorder:
             self._close_segment()
             wr = None
         if wr is None:
+            if time.monotonic() < self._open_retry_at:
+                self.stats.frames_dropped += 1
+                return
             wr = self._open_segment(frame.ts, w, h)
             if wr is None:
+                self._open_retry_at = time.monotonic() + 5.0
                 return
         try:
             wr.write(frame.image, frame.ts)
@@ -174,13 +179,17 @@ class Recorder:
     def _open_segment(self, ts: float, w: int, h: int) -> SegmentWriter | None:
         day = datetime.fromtimestamp(ts, UTC)
         path = self.dir / day.strftime("%Y%m%d") / f"{day.strftime('%H%M%S')}_{int(ts * 1000)}.mp4"
+        # Indexed before the file exists: a crash in between leaves a row to clean up, never an unknown file.
+        seg_id = self.index.add_open(path, ts)
         try:
             wr = SegmentWriter(path, w, h, ts, self.settings)
         except (av.FFmpegError, OSError, ValueError) as exc:
             self.stats.encode_errors += 1
             log.error("recorder: cannot open segment %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            self.index.remove(seg_id)
             return None
-        self._seg_id = self.index.add_open(path, ts)
+        self._seg_id = seg_id
         self._writer = wr
         return wr
 

@@ -27,10 +27,11 @@ class EncoderSettings:
     crf: int = 28
     gop_frames: int = 10
     threads: int = 1
+    preset: str = "ultrafast"
 
     def options(self) -> dict[str, str]:
         if self.codec == "libx264":
-            return {"preset": "ultrafast", "tune": "zerolatency", "crf": str(self.crf), "bf": "0",
+            return {"preset": self.preset, "tune": "zerolatency", "crf": str(self.crf), "bf": "0",
                     "g": str(self.gop_frames), "threads": str(self.threads)}
         return {"bf": "0", "g": str(self.gop_frames)}
 

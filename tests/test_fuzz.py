@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bad-input fuzzing (scripts/fuzz.py): every command handler and the config loader, a short run per target in
+CI; the full run (1e5 per target) with ``EDGE_FUZZ_EXAMPLES=100000 pytest -m slow tests/test_fuzz.py`` or
+``python scripts/fuzz.py --examples 100000``. Plus the inputs the fuzzer found, kept as plain regressions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from edge_agent.config import ConfigError, load, validate
+
+sys.path.insert(0, str(REPO / "scripts"))
+import fuzz
+
+SHORT = int(os.environ.get("EDGE_FUZZ_SHORT_EXAMPLES", "300"))
+FULL = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "100000"))
+
+
+@pytest.fixture(autouse=True)
+def quiet_router() -> Iterator[None]:
+    # Each refusal is logged at WARNING; thousands of captured records only slow the run down.
+    logger = logging.getLogger("edge_agent")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(old)
+
+
+@pytest.mark.parametrize("target", fuzz.TARGETS)
+def test_fuzz_short(target: str, tmp_path: Path) -> None:
+    r = fuzz.run_target(target, SHORT, rng_seed=0, time_box_s=20.0, work=tmp_path)
+    assert not r.failure, r.failure
+    assert r.examples >= SHORT // 2, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", fuzz.TARGETS)
+def test_fuzz_full(target: str, tmp_path: Path) -> None:
+    r = fuzz.run_target(target, FULL, rng_seed=1, time_box_s=20.0, work=tmp_path)
+    assert not r.failure, r.failure
+
+
+# -- regressions found by the fuzzer ------------------------------------------------------------------------
+
+
+def test_deeply_nested_toml_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    p = tmp_path / "deep.toml"
+    p.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load(p)
+
+
+@pytest.mark.parametrize("key", [("alpr", "detector_model"), ("mqtt", "password_file"), ("upload", "ca_file"),
+                                 ("security", "node_key_file")])
+def test_unusable_file_names_are_config_errors(key: tuple[str, str]) -> None:
+    section, name = key
+    for bad in ("a" * 5000, "x\x00y"):
+        raw = {section: {name: bad}}
+        if section == "mqtt":
+            raw["mqtt"]["username"] = "u"
+        with pytest.raises(ConfigError, match=f"{section}.{name}: file not found"):
+            validate(raw)
+
+
+def test_replayed_and_forged_commands_are_refused(tmp_path: Path) -> None:
+    import json
+
+    from edge_agent.signing import sign_command
+
+    h = fuzz.build_harness(tmp_path)
+    body = sign_command({"request_id": "h1", "list_id": "stolen", "action": "add", "plates": ["AB123CD"]},
+                        h.trusted, fuzz.TRUSTED_ID)
+    payload = json.dumps(body).encode()
+    assert h.router.handle("hotlist", payload)[1]["ok"] is True
+    again = h.router.handle("hotlist", payload)[1]
+    assert again["ok"] is False and again["error"].startswith("replayed nonce")
+    forged = fuzz.sign(h, {"request_id": "h2", "list_id": "stolen", "action": "delete"}, "untrusted")
+    reply = h.router.handle("hotlist", json.dumps(forged).encode())[1]
+    assert reply["ok"] is False and reply["error"].startswith("bad signature")
+    assert h.hotlists.sizes == {"stolen": 1}
