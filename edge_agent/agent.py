@@ -1,7 +1,7 @@
-"""The daemon: wires source -> motion -> alpr -> events -> outbox -> mqtt, and reports health.
+"""The daemon: wires source -> pipeline (motion, alpr, tracking, events) -> outbox -> mqtt, and reports health.
 
-Threads: ``capture`` reads the camera (and reconnects it), ``process`` runs the
-motion gate, the plate reader and the event builder and stores events in the
+Threads: ``capture`` reads the camera (and reconnects it) and offers frames to the
+recorder, ``process`` runs the per-frame pipeline and stores its events in the
 outbox, ``mqtt-pump`` publishes the outbox, ``commands`` answers commands; the
 main thread publishes health and feeds the systemd watchdog.
 """

@@ -81,7 +81,7 @@ class CommandRouter:
         if not isinstance(body, dict):
             return None, self._reject(name, "payload must be a JSON object")
         rid = body.get("request_id")
-        if not isinstance(rid, str) or not _REQUEST_ID.match(rid):
+        if not isinstance(rid, str) or not _REQUEST_ID.fullmatch(rid):
             return None, self._reject(name, "request_id missing or not 1-64 of [A-Za-z0-9_.-]")
         handler = self._handlers.get(name)
         if handler is None:

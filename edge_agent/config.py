@@ -187,7 +187,7 @@ class MqttConfig(_Section):
     @classmethod
     def _prefix(cls, v: str) -> str:
         parts = v.split("/")
-        if not v or any(not _TOPIC_SAFE.match(p) for p in parts):
+        if not v or any(not _TOPIC_SAFE.fullmatch(p) for p in parts):
             raise ValueError("must be topic levels of letters, digits, '.', '_' or '-' separated by '/'")
         return v
 
@@ -219,7 +219,7 @@ class RecorderConfig(_Section):
     @field_validator("camera_id")
     @classmethod
     def _camera_id(cls, v: str) -> str:
-        if not _TOPIC_SAFE.match(v):
+        if not _TOPIC_SAFE.fullmatch(v):
             raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
         return v
 
@@ -267,7 +267,7 @@ class SecurityConfig(_Section):
         from edge_agent.signing import KeyFileError, load_public_key
 
         for key_id, path in v.items():
-            if not _TOPIC_SAFE.match(key_id):
+            if not _TOPIC_SAFE.fullmatch(key_id):
                 raise ValueError(f"key id {key_id!r} must be 1-64 letters, digits, '.', '_' or '-'")
             try:
                 load_public_key(path)
@@ -317,7 +317,7 @@ class Config(_Section):
     @field_validator("node_id")
     @classmethod
     def _node_id(cls, v: str) -> str:
-        if not _TOPIC_SAFE.match(v):
+        if not _TOPIC_SAFE.fullmatch(v):
             raise ValueError("must be 1-64 letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
         return v
 
@@ -353,6 +353,25 @@ def validate(raw: dict[str, Any], origin: str = "config") -> Config:
         raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
 
 
+_MAX_NESTING = 100  # a real config nests 3 deep (motion.masks); tomllib itself has no limit
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket/brace nesting, counting those inside strings too (an over-estimate, which is safe).
+
+    tomllib recurses once per level: near the interpreter's recursion limit the RecursionError can turn into
+    a fatal "cannot recover from stack overflow" when anything else runs Python code at that depth (a GC
+    callback), so deep input is refused before it is parsed, not only caught."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def load(path: Path | None) -> Config:
     """Loads and validates a config file; None gives the embedded defaults."""
     if path is None:
@@ -363,6 +382,8 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    if _nesting(text) > _MAX_NESTING:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply (more than {_MAX_NESTING} levels)")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -132,6 +132,6 @@ def _unanswerable(payload: bytes) -> str | None:
     if not isinstance(body, dict):
         return "malformed JSON: payload must be a JSON object"
     rid = body.get("request_id")
-    if not isinstance(rid, str) or not _REQUEST_ID.match(rid):
+    if not isinstance(rid, str) or not _REQUEST_ID.fullmatch(rid):
         return "malformed request: request_id missing or not 1-64 of [A-Za-z0-9_.-]"
     return None

@@ -144,7 +144,7 @@ class HotlistCommand:
             raise CommandRejected(f"unexpected field(s): {sorted(unexpected)[:5]}")
         key_id = self._verifier.verify(body, time.time())
         list_id, action = body.get("list_id"), body.get("action")
-        if not isinstance(list_id, str) or not _LIST_ID.match(list_id):
+        if not isinstance(list_id, str) or not _LIST_ID.fullmatch(list_id):
             raise CommandRejected("list_id missing or not 1-64 of [A-Za-z0-9_.-]")
         if action not in _ACTIONS:
             raise CommandRejected(f"action must be one of {list(_ACTIONS)}")

@@ -83,7 +83,7 @@ def provision(node_id: str, directory: Path, force: bool = False, owner: str | N
 
     from edge_agent.config import _TOPIC_SAFE
 
-    if not _TOPIC_SAFE.match(node_id):
+    if not _TOPIC_SAFE.fullmatch(node_id):
         raise ProvisionError(f"node id {node_id!r} must be 1-64 letters, digits, '.', '_' or '-' "
                              "(it is an MQTT topic level and the certificate's CN)")
     uid = gid = -1

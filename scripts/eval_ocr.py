@@ -41,8 +41,14 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def load_crops(folder: Path, jitter: int, seed: int = 0) -> list[tuple[str, str, np.ndarray]]:
-    """(image name, truth, crop) for the exact box and ``jitter`` jittered boxes per photo."""
+def load_crops(
+    folder: Path, jitter: int, seed: int = 0, margin: tuple[float, float] = (0.0, 0.0)
+) -> list[tuple[str, str, np.ndarray]]:
+    """(image name, truth, crop) for the exact box and ``jitter`` jittered boxes per photo.
+
+    ``margin`` (x, y) widens every box on each side by that fraction of its size, as the
+    reader does around detector boxes.
+    """
     rng = np.random.default_rng(seed)
     out: list[tuple[str, str, np.ndarray]] = []
     for ann in sorted(folder.glob("*.txt")):
@@ -53,6 +59,8 @@ def load_crops(folder: Path, jitter: int, seed: int = 0) -> list[tuple[str, str,
         if img is None:
             continue
         x, y, w, h = (int(float(v)) for v in fields[1:5])
+        mx, my = round(margin[0] * w), round(margin[1] * h)
+        x, y, w, h = x - mx, y - my, w + 2 * mx, h + 2 * my
         boxes = [(x, y, w, h)]
         for _ in range(jitter):
             dx0, dx1 = rng.uniform(-0.04, 0.06, 2) * w
@@ -102,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--jitter", type=int, default=2, help="extra jittered crops per plate")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--margin",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("X", "Y"),
+        help="widen each box per side by these fractions (the reader uses 0.05 0.15)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true", help="list misread exact-box plates")
     args = ap.parse_args(argv)
@@ -114,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    crops = load_crops(args.dataset, args.jitter)
+    crops = load_crops(args.dataset, args.jitter, margin=tuple(args.margin))
     if not crops:
         print(f"error: no annotated plates in {args.dataset}", file=sys.stderr)
         return 2

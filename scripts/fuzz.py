@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,8 @@ class TimeBox:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.stuck = ""
+        self.slowest = 0.0  # seconds, the slowest answered input
         self._jobs: queue.Queue[Callable[[], Any]] = queue.Queue()
         self._results: queue.Queue[tuple[bool, Any]] = queue.Queue()
         threading.Thread(target=self._run, name="fuzz-worker", daemon=True).start()
@@ -97,11 +100,16 @@ class TimeBox:
                 self._results.put((False, exc))
 
     def call(self, fn: Callable[[], Any], what: str) -> Any:
+        if self.stuck:
+            # The worker still owes the hung call's answer: a new call would get that one instead of its own.
+            raise Hang(f"{what}: not run, an earlier input hung ({self.stuck})")
         self._jobs.put(fn)
+        t0 = time.monotonic()
         try:
             ok, value = self._results.get(timeout=self.seconds)
+            self.slowest = max(self.slowest, time.monotonic() - t0)
         except queue.Empty:
-            # The worker is stuck for good; this run cannot continue.
+            self.stuck = what
             raise Hang(f"{what}: no answer within {self.seconds:.0f} s") from None
         if not ok:
             raise value
@@ -131,12 +139,7 @@ class Harness:
                                        lambda: self.restarts.append(time.time()))
             self.router.register("config", self.remote.handle)
         if name == "clip":
-            clips = self.footage.clips
-            with clips._lock:
-                for rid in list(clips._staged):
-                    clips._staged.pop(rid)
-                    clips.recorder.index.release(rid)
-                clips.stats.pending = 0
+            self.footage.clips.discard_staged()
         if name == "hotlist" and sum(self.hotlists.sizes.values()) > 2000:
             # A growing list makes every save slower; a fresh one keeps the run's speed flat.
             for list_id in list(self.hotlists.sizes):
@@ -174,7 +177,8 @@ def build_harness(work: Path) -> Harness:
 
 PATH_TRICKS = ["../../etc/passwd", "/etc/shadow", "..", ".", "a/../../b", "nul\x00byte", "C:\\Windows\\system32",
                "~root/.ssh/id_rsa", "file:///etc/passwd", "%2e%2e%2f", "\u202eexe.txt", "con", "a" * 300,
-               "x" * 5000, "", " ", "\n", "$(reboot)", "'; DROP TABLE nonces; --", "{{7*7}}"]
+               "x" * 5000, "", " ", "\n", "$(reboot)", "'; DROP TABLE nonces; --", "{{7*7}}", "r1\n", "stolen\n",
+               "cam0\n"]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -549,6 +553,7 @@ class Result:
     accepted: int
     seconds: float
     failure: str = ""
+    slowest_s: float = 0.0
 
 
 @contextlib.contextmanager
@@ -583,8 +588,10 @@ def run_target(target: str, examples: int, rng_seed: int, time_box_s: float, wor
     except Hang as exc:
         failure = f"hang: {exc}"
     except Exception as exc:
+        # Hypothesis attaches each falsifying example to its exception as a note: print them all.
+        traceback.print_exception(exc, file=sys.stderr)
         failure = f"{type(exc).__name__}: {exc}"
-    return Result(target, c.n, c.accepted, time.monotonic() - t0, failure)
+    return Result(target, c.n, c.accepted, time.monotonic() - t0, failure, round(box.slowest, 3))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -592,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--examples", type=int, default=1000, help="generated inputs per target (default 1000)")
     ap.add_argument("--only", choices=TARGETS, action="append", help="run only these targets")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--time-box", type=float, default=10.0, help="seconds an input may take before it is a hang")
+    ap.add_argument("--time-box", type=float, default=30.0, help="seconds an input may take before it is a hang")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = ap.parse_args(argv)
     # Every refusal is logged at WARNING by the router; a hundred thousand of them would drown the summary.
@@ -604,11 +611,12 @@ def main(argv: list[str] | None = None) -> int:
             r = run_target(target, args.examples, args.seed, args.time_box, work)
             results.append(r)
             print(f"[{time.strftime('%H:%M:%S')}] {target}: {r.examples} run, {r.accepted} accepted, "
-                  f"{r.seconds:.0f} s, {'FAILED: ' + r.failure if r.failure else 'ok'}", file=sys.stderr, flush=True)
-    print(f"{'target':<16} {'examples':>9} {'accepted':>9} {'seconds':>8} {'per s':>7}  result")
+                  f"{r.seconds:.0f} s, slowest input {r.slowest_s:.2f} s, "
+                  f"{'FAILED: ' + r.failure if r.failure else 'ok'}", file=sys.stderr, flush=True)
+    print(f"{'target':<16} {'examples':>9} {'accepted':>9} {'seconds':>8} {'per s':>7} {'slowest':>8}  result")
     for r in results:
         rate = r.examples / max(r.seconds, 1e-9)
-        print(f"{r.target:<16} {r.examples:>9} {r.accepted:>9} {r.seconds:>8.1f} {rate:>7.0f}"
+        print(f"{r.target:<16} {r.examples:>9} {r.accepted:>9} {r.seconds:>8.1f} {rate:>7.0f} {r.slowest_s:>7.2f}s"
               f"  {'FAIL ' + r.failure[:200] if r.failure else 'ok'}")
     if args.json:
         print(json.dumps([r.__dict__ for r in results]))

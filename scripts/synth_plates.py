@@ -115,12 +115,23 @@ def _emblem(h: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _seals(h: int, rng: np.random.Generator) -> np.ndarray:
-    """German registration and inspection seals stacked between the letter groups."""
-    d = int(h * 0.3)
+    """Registration/inspection seals stacked between letter groups (DE, pre-EU CZ/SK).
+
+    Filled colour discs (German) or small grey rings (older Czech and Slovak plates), which
+    an OCR must learn to skip rather than read as 8 or 0.
+    """
+    d = int(h * rng.uniform(0.2, 0.3))
     e = np.full((2 * d + 4, d + 2, 3), 255, np.uint8)
-    top = [(60, 160, 230), (90, 90, 200), (200, 120, 60), (60, 200, 60)][rng.integers(4)]
-    cv2.circle(e, (d // 2 + 1, d // 2 + 1), d // 2, top, -1, cv2.LINE_AA)
-    cv2.circle(e, (d // 2 + 1, d + 3 + d // 2), d // 2, (150, 150, 150), -1, cv2.LINE_AA)
+    c1, c2 = (d // 2 + 1, d // 2 + 1), (d // 2 + 1, d + 3 + d // 2)
+    if rng.random() < 0.5:
+        top = [(60, 160, 230), (90, 90, 200), (200, 120, 60), (60, 200, 60)][rng.integers(4)]
+        cv2.circle(e, c1, d // 2, top, -1, cv2.LINE_AA)
+        cv2.circle(e, c2, d // 2, (150, 150, 150), -1, cv2.LINE_AA)
+    else:
+        grey = int(rng.integers(60, 170))
+        t = max(1, int(d * rng.uniform(0.08, 0.18)))
+        cv2.circle(e, c1, d // 2 - t // 2, (grey, grey, grey), t, cv2.LINE_AA)
+        cv2.circle(e, c2, d // 2 - t // 2, (grey, grey, grey), t, cv2.LINE_AA)
     return e
 
 

@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--finetune-lr", type=float, default=0.0, help="constant LR instead of the cosine schedule")
     ap.add_argument("--export-every", type=int, default=1000)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
@@ -389,9 +390,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args.ckpt.mkdir(parents=True, exist_ok=True)
     wpath, spath = args.ckpt / "last.weights.h5", args.ckpt / "state.json"
-    schedule = keras.optimizers.schedules.CosineDecay(
-        args.lr * 0.05, args.steps, alpha=0.02, warmup_target=args.lr, warmup_steps=500
-    )
+    schedule: keras.optimizers.schedules.LearningRateSchedule
+    if args.finetune_lr > 0:
+        # Constant and small: continue an annealed model on changed data without undoing it.
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay([10**9], [args.finetune_lr] * 2)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            args.lr * 0.05, args.steps, alpha=0.02, warmup_target=args.lr, warmup_steps=500
+        )
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=1e-4, clipnorm=5.0)
     opt.build(model.trainable_variables)
     step = 0

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ import pytest
 from edge_agent.alpr import ModelError, PlateRead, PlateReader
 from edge_agent.alpr.read_command import run_read
 from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.plate_render import render_plate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,10 +59,25 @@ def test_reads_rendered_demo_plate(reader: PlateReader, text: str, plate_w: int)
     assert [r.text for r in reads] == [text]
     r = reads[0]
     assert isinstance(r, PlateRead)
-    x, y, w, _h = r.box
-    assert abs(x - 560) < plate_w * 0.15 and abs(w - plate_w) < plate_w * 0.25 and abs(y - 420) < 20
+    truth = (560, 420, plate_w, round(plate_w * 110 / 520))
+    assert eval_alpr.iou(tuple(map(float, r.box)), tuple(map(float, truth))) >= 0.5, (r.box, truth)  # type: ignore[arg-type]
     assert 0.5 < r.confidence <= 1.0
     assert r.crop is not None and r.crop.ndim == 3 and len(r.char_confidences) == len(text)
+
+
+def test_reads_demo_scene(reader: PlateReader) -> None:
+    # The daemon's synthetic scene (no camera): every car that crossed the frame is read, many times.
+    src = DemoSource(width=1280, height=720, fps=10.0, car_interval_s=3.0, speed_px_s=250.0, seed=3,
+                     realtime=False)
+    src.open()
+    seen: Counter[str] = Counter()
+    for _ in range(120):
+        seen.update(r.text for r in reader.read(src.read().image))
+    src.close()
+    crossed = src.plates_shown[:-1]  # the last car may still be entering
+    assert len(crossed) >= 3
+    for plate in crossed:
+        assert seen[plate] >= 10, (plate, seen.most_common(8))
 
 
 def test_empty_scene_has_no_plates(reader: PlateReader) -> None:
@@ -101,13 +118,14 @@ def test_missing_corrupt_and_wrong_models(tmp_path: Path) -> None:
 def test_dev_set_regression_floor(reader: PlateReader) -> None:
     # Issue 4 targets on eu-plates-dev: detection recall@IoU0.5 >= 98%, false plates per image
     # <= 0.05, exact reads >= 95%. The floors sit a little below what the shipped models measure
-    # (see edge_agent/models/plate_detector.md), so a regression trips them and noise does not.
+    # (see edge_agent/models/plate_detector.md: recall@0.5 100%, exact 98.2%, 0.037 false plates per
+    # image, both of which are real but unannotated plates), so a regression trips them and noise does not.
     m = eval_alpr.evaluate(DEV, reader, verbose=False)
     assert m["images"] == 54
     assert float(m["detector_recall_iou0.5"]) >= 0.96  # type: ignore[arg-type]
     assert float(m["recall_iou0.3"]) >= 0.96  # type: ignore[arg-type]
     assert float(m["false_plates_per_image"]) <= 0.1  # type: ignore[arg-type]
-    assert float(m["exact_accuracy"]) >= 0.80  # type: ignore[arg-type]
+    assert float(m["exact_accuracy"]) >= 0.92  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- edge-agent read

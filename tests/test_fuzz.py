@@ -35,7 +35,7 @@ def quiet_router() -> Iterator[None]:
 
 @pytest.mark.parametrize("target", fuzz.TARGETS)
 def test_fuzz_short(target: str, tmp_path: Path) -> None:
-    r = fuzz.run_target(target, SHORT, rng_seed=0, time_box_s=20.0, work=tmp_path)
+    r = fuzz.run_target(target, SHORT, rng_seed=0, time_box_s=30.0, work=tmp_path)
     assert not r.failure, r.failure
     assert r.examples >= SHORT // 2, r
 
@@ -43,7 +43,7 @@ def test_fuzz_short(target: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("target", fuzz.TARGETS)
 def test_fuzz_full(target: str, tmp_path: Path) -> None:
-    r = fuzz.run_target(target, FULL, rng_seed=1, time_box_s=20.0, work=tmp_path)
+    r = fuzz.run_target(target, FULL, rng_seed=1, time_box_s=30.0, work=tmp_path)
     assert not r.failure, r.failure
 
 
@@ -85,3 +85,46 @@ def test_replayed_and_forged_commands_are_refused(tmp_path: Path) -> None:
     reply = h.router.handle("hotlist", json.dumps(forged).encode())[1]
     assert reply["ok"] is False and reply["error"].startswith("bad signature")
     assert h.hotlists.sizes == {"stolen": 1}
+
+
+@pytest.mark.parametrize("url", ["https://[abc/x", "http://[::1", "https://h.example:99999999/x", "https://h.example:0/"])
+def test_clip_with_an_unparsable_upload_url_is_refused_with_a_reason(tmp_path: Path, url: str) -> None:
+    import json
+
+    from edge_agent.signing import sign_command
+
+    h = fuzz.build_harness(tmp_path)
+    body = {"request_id": "c1", "camera": "cam0", "start": fuzz._iso(-100), "end": fuzz._iso(-95),
+            "agency": "City Police", "upload_url": url, "upload_token": "t"}
+    for payload in (body, sign_command(body, h.trusted, fuzz.TRUSTED_ID)):
+        reply = h.router.handle("clip", json.dumps(payload).encode())[1]
+        assert reply["ok"] is False and not reply["error"].startswith("internal error"), reply
+    assert reply["error"] == "malformed request: upload_url is not a valid URL"
+
+
+def test_clip_request_with_lone_surrogates_is_still_audited(tmp_path: Path) -> None:
+    h = fuzz.build_harness(tmp_path)
+    payload = b'{"request_id": "c2", "agency": "\\ud800", "upload_url": "https://\\udfff/x"}'
+    reply = h.router.handle("clip", payload)[1]
+    assert reply["ok"] is False and reply["error"] == "missing signature", reply
+    last = (tmp_path / "data" / "audit.log").read_text().splitlines()[-1]
+    assert '"agency":"\\\\ud800"' in last and '"decision":"rejected"' in last
+
+
+def test_ids_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
+    # "^...$" with re.match lets one trailing "\n" through: it would end up in topics, file names and lists.
+    import json
+
+    from edge_agent.signing import sign_command
+
+    h = fuzz.build_harness(tmp_path)
+    rid, reply = h.router.handle("ping", b'{"request_id": "r1\\n"}')
+    assert rid is None and reply["ok"] is False and reply["error"].startswith("request_id missing"), reply
+    body = sign_command({"request_id": "h1", "list_id": "stolen\n", "action": "add", "plates": ["AB123CD"]},
+                        h.trusted, fuzz.TRUSTED_ID)
+    reply = h.router.handle("hotlist", json.dumps(body).encode())[1]
+    assert reply["ok"] is False and reply["error"].startswith("list_id"), reply
+    with pytest.raises(ConfigError, match="node_id"):
+        validate({"node_id": "pole-1\n"})
+    with pytest.raises(ConfigError, match=r"mqtt\.prefix"):
+        validate({"mqtt": {"prefix": "edge\n"}})

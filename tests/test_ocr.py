@@ -19,8 +19,8 @@ from edge_agent.sources.plate_render import render_plate
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Measured 2026-11-25 on the shipped model (see edge_agent/models/plate_ocr.md); the floor
-# sits a little below so that a retrain that regresses is caught, not noise.
+# Measured 2026-11-25 on the shipped model: 49/54 = 0.907 with the reader margin (see
+# edge_agent/models/plate_ocr.md). The floor sits below so a regressing retrain is caught, not noise.
 DEV_EXACT_FLOOR = 0.85
 
 
@@ -83,7 +83,7 @@ def test_wrong_model_raises() -> None:
     others = [p for p in (REPO / "edge_agent" / "models").glob("*.tflite") if p.name != DEFAULT_MODEL.name]
     if not others:
         pytest.skip("no other TFLite model in edge_agent/models to try")
-    with pytest.raises(ModelError, match="shape"):
+    with pytest.raises(ModelError, match="is not the plate OCR model"):
         PlateOCR(others[0])
 
 
@@ -92,6 +92,7 @@ def test_dev_crops_regression_floor(ocr: PlateOCR) -> None:
     if not dev.is_dir():
         pytest.skip(f"dev set not found at {dev} (set EDGE_AGENT_DATASETS to the datasets folder)")
     ev = _eval_module()
-    res = ev.evaluate(ocr, ev.load_crops(dev, jitter=0))
+    # The reader cuts detector boxes with this margin; the OCR is trained for such crops.
+    res = ev.evaluate(ocr, ev.load_crops(dev, jitter=0, margin=(0.05, 0.15)))
     assert res["plates"] == 54
     assert res["exact_box_accuracy"] >= DEV_EXACT_FLOOR, res

@@ -61,12 +61,16 @@ class PlateOCR:
         self._it = it
         ins, outs = it.get_input_details(), it.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
-            raise ModelError(f"plate OCR model {path}: expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
+            raise ModelError(
+                f"{path} is not the plate OCR model: expected 1 input and 1 output, got {len(ins)} and {len(outs)}"
+            )
         shape_in, shape_out = tuple(ins[0]["shape"]), tuple(outs[0]["shape"])
         if len(shape_in) != 4 or shape_in[0] != 1 or shape_in[3] != 1:
-            raise ModelError(f"plate OCR model {path}: input shape {shape_in} is not (1, H, W, 1) grey")
+            raise ModelError(f"{path} is not the plate OCR model: input shape {shape_in} is not (1, H, W, 1) grey")
         if len(shape_out) != 3 or shape_out[2] != len(ALPHABET) + 1:
-            raise ModelError(f"plate OCR model {path}: output shape {shape_out} is not (1, T, {len(ALPHABET) + 1})")
+            raise ModelError(
+                f"{path} is not the plate OCR model: output shape {shape_out} is not (1, T, {len(ALPHABET) + 1})"
+            )
         self._h, self._w = int(shape_in[1]), int(shape_in[2])
         self._in_index = int(ins[0]["index"])
         self._out_index = int(outs[0]["index"])

@@ -43,6 +43,16 @@ class Limits:
     allow_http: bool
 
 
+def _split_url(value: str) -> urllib.parse.SplitResult:
+    try:
+        url = urllib.parse.urlsplit(value)
+        if url.port == 0:  # .port itself raises ValueError for a port that is not a number in 0-65535
+            raise ValueError("port 0")
+    except ValueError:  # e.g. "https://[abc/x": an unbalanced IPv6 bracket
+        raise CommandRejected("malformed request: upload_url is not a valid URL") from None
+    return url
+
+
 def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, now: float,
                        limits: Limits) -> ClipRequest:
     unexpected = sorted(set(body) - set(REQUIRED))
@@ -55,11 +65,11 @@ def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, no
     for name in ("camera", "agency", "upload_url", "upload_token"):
         if not isinstance(body[name], str) or not body[name]:
             raise CommandRejected(f"malformed request: {name} must be a non-empty string")
-    if not _AGENCY.match(body["agency"]):
+    if not _AGENCY.fullmatch(body["agency"]):
         raise CommandRejected("malformed request: agency must be 1-128 letters, digits, spaces or .,'()&/-")
     if len(body["upload_token"]) > 4096:
         raise CommandRejected("malformed request: upload_token longer than 4096 characters")
-    url = urllib.parse.urlsplit(body["upload_url"])
+    url = _split_url(body["upload_url"])
     if url.scheme != "https" and not (limits.allow_http and url.scheme == "http"):
         raise CommandRejected("malformed request: upload_url must be an https:// URL")
     if not url.hostname:

@@ -205,6 +205,9 @@ class ClipService:
             with contextlib.suppress(ValueError):
                 entry["upload_host"] = urlsplit(url).netloc.rpartition("@")[2][:128]
         entry.update(extra)
+        # JSON text may carry lone surrogates, which UTF-8 (the audit log) cannot: keep them, escaped.
+        entry = {k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
+                 for k, v in entry.items()}
         try:
             rec = self.audit.append(entry)
         except AuditError as exc:
