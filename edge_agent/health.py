@@ -28,6 +28,7 @@ class PipelineStats:
     plates_published: int = 0
     alpr_errors: int = 0
     plates_repeated: int = 0
+    plates_discarded: int = 0
     hotlist_alerts: int = 0
     motion_ms: float = 0.0
     inference_ms: float = 0.0
@@ -118,6 +119,7 @@ class HealthReporter:
                        "with_motion": s.motion_frames, "alpr_runs": s.alpr_runs, "plates_read": s.plates_read,
                        "alpr_errors": s.alpr_errors},
             "plates": {"published": s.plates_published, "repeats_suppressed": s.plates_repeated,
+                       "single_doubtful_reads_discarded": s.plates_discarded,
                        "hotlist_alerts": s.hotlist_alerts},
             "fps": {"in": round(fps_in, 2), "motion": round(fps_processed, 2)},
             "motion_ms": round(s.motion_ms, 3),

@@ -96,6 +96,12 @@ class FramePipeline:
 
     def _plate_events(self, track: TrackResult) -> list[Event]:
         check = self.formats.check(track.text, track.char_confidences)
+        low = not check.valid or track.confidence < self._cfg.tracking.low_confidence
+        if track.frames < 2 and low:
+            # One doubtful read in one frame is mostly a badge, a sign or a half-seen plate; a real
+            # vehicle is seen again, or read confidently (a parked car caught by the periodic scan).
+            self._stats.plates_discarded += 1
+            return []
         if self.recent.seen_recently(check.text, time.time()):
             self._stats.plates_repeated += 1
             return []

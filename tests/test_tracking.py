@@ -94,3 +94,27 @@ def test_levenshtein() -> None:
     assert levenshtein("AB123CD", "AB123CD") == 0
     assert levenshtein("AB123CD", "AB12CD") == 1
     assert levenshtein("AB123CD", "XY987ZW") == 7
+
+
+def test_single_doubtful_read_is_not_published(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from edge_agent.config import Config
+    from edge_agent.health import PipelineStats
+    from edge_agent.hotlist import Hotlists
+    from edge_agent.pipeline import FramePipeline
+    from edge_agent.tracking import Observation
+
+    d = Path(str(tmp_path))
+    stats = PipelineStats()
+    pipe = FramePipeline(Config.model_validate({"data_dir": str(d)}), None, stats, Hotlists(d / "h.json", True))
+
+    def track(text: str, conf: float, n: int) -> TrackResult:
+        obs = Observation(_read(text, 100, conf=conf), 0.0, 0.0)
+        return TrackResult(1, text, conf, tuple([conf] * len(text)), obs, n, ((text, 1.0),), "unknown", 0.0, 0.0)
+
+    assert pipe._plate_events(track("CITR0EN", 0.4, 1)) == []
+    assert stats.plates_discarded == 1
+    assert [e.type for e in pipe._plate_events(track("AB123CD", 0.9, 1))] == ["plate"], "confident single read"
+    assert [e.type for e in pipe._plate_events(track("XX1", 0.4, 3))] == ["plate"], "seen several times"
+    pipe.close()
