@@ -29,6 +29,7 @@ if str(REPO) not in sys.path:
 from edge_agent.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.alpr.reader import PlateReader  # noqa: E402
 from edge_agent.alpr.types import ModelError  # noqa: E402
+from edge_agent.tracking import levenshtein  # noqa: E402
 
 Box = tuple[float, float, float, float]
 
@@ -68,14 +69,7 @@ def fold(text: str) -> str:
     return text.upper().replace("O", "0")
 
 
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+edit_distance = levenshtein  # the tracker's, so eval and runtime count errors alike
 
 
 def best_match(truth: Truth, boxes: list[Box]) -> tuple[int, float]:
