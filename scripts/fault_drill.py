@@ -159,6 +159,20 @@ class Agent:
         return int(meta.get("last_seq", 0)), int(dropped), int(depth)
 
 
+def fill_disk(folder: Path) -> Path:
+    """Writes a filler file until the filesystem refuses; returns it (delete it to free the space)."""
+    filler = folder / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def _wait(pred: Callable[[], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -251,14 +265,7 @@ def run_scenario(name: str, args: argparse.Namespace, rng: random.Random) -> dic
             elif name == "disk_full":
                 for i in range(args.disk_fills):
                     time.sleep(rng.uniform(1, 3))
-                    filler = data / "filler"
-                    with open(filler, "wb") as f:
-                        try:
-                            while True:
-                                f.write(b"\0" * 65536)
-                                f.flush()
-                        except OSError:
-                            pass
+                    filler = fill_disk(data)
                     time.sleep(rng.uniform(2, 5))
                     filler.unlink()
                     _log(f"disk full {i + 1}/{args.disk_fills}")

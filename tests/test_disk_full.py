@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AgentProcess, Broker, Collector, wait_until, write_config
+from conftest import REPO, AgentProcess, Broker, Collector, wait_until, write_config
+
+sys.path.insert(0, str(REPO / "scripts"))
+from fault_drill import fill_disk
 
 
 @pytest.fixture
@@ -23,25 +27,13 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def _fill(mnt: Path) -> Path:
-    filler = mnt / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def test_disk_full_loses_nothing(tmp_path: Path, small_fs: Path, broker: Broker, collector: Collector,
                                  agents: list[AgentProcess]) -> None:
     cfg = write_config(tmp_path / "a.toml", small_fs / "data", broker.port)
     agent = AgentProcess(cfg, tmp_path / "agent.log").start()
     agents.append(agent)
     wait_until(lambda: len(collector.events()) >= 2, 30, "events before the disk fills")
-    filler = _fill(small_fs)
+    filler = fill_disk(small_fs)
 
     def held() -> int:
         h = collector.on("/health")
