@@ -128,14 +128,14 @@ def test_command_signed_by_an_unknown_key_does_nothing(tmp_path: Path, broker: B
 def test_secrets_never_appear_in_logs_or_published_messages(tmp_path: Path, broker: Broker, collector: Collector,
                                                             agents: list[AgentProcess]) -> None:
     mqtt_pw, cam_pw, token = "mqtt-pw-Zq81xS3cret", "cam-pw-Kf02yS3cret", "bearer-tok-Wm55S3cret"
-    url_pw, url_query = "url-pw-Hh3S3cret", "qtok-Lr9S3cret"
+    url_pw, url_query, cam_query = "url-pw-Hh3S3cret", "qtok-Lr9S3cret", "cam-q-Pp7S3cret"
     ops, pub = _ops_key(tmp_path)
     pw_file = tmp_path / "mqtt.pw"
     pw_file.write_text(mqtt_pw + "\n")
     pw_file.chmod(0o600)
     data = tmp_path / "data"
     # A camera that refuses (closed port): the error paths are where URLs tend to end up in messages.
-    camera = f"rtsp://admin:{cam_pw}@127.0.0.1:{free_port()}/stream1"
+    camera = f"rtsp://admin:{cam_pw}@127.0.0.1:{free_port()}/stream1?channel=1&pwd={cam_query}"
     cfg = _with_trusted_key(write_config(
         tmp_path / "agent.toml", data, broker.port,
         camera={"source": camera, "width": 320, "height": 240, "fps": 10, "reconnect_min_s": 0.2,
@@ -157,7 +157,8 @@ def test_secrets_never_appear_in_logs_or_published_messages(tmp_path: Path, brok
     agent.terminate()
 
     health = collector.on("/health")[-1].json()
-    assert health["camera"]["source"] == "rtsp://***@127.0.0.1:" + camera.rsplit(":", 1)[1], health["camera"]
+    shown = "rtsp://***@127.0.0.1:" + camera.rsplit(":", 1)[1].replace(cam_query, "***")
+    assert health["camera"]["source"] == shown, health["camera"]
     assert health["camera"]["state"] == "down"
     assert collector.on("/events/audit"), "the clip requests were audited"
     places = {"agent log": agent.output(), "audit log": (data / "audit.log").read_text(errors="replace")}
@@ -165,6 +166,6 @@ def test_secrets_never_appear_in_logs_or_published_messages(tmp_path: Path, brok
         if "/cmd/" in m.topic:
             continue  # our own requests, not something the node published
         places[f"message on {m.topic}"] = m.payload.decode(errors="replace")
-    for secret in (mqtt_pw, cam_pw, token, url_pw, url_query):
+    for secret in (mqtt_pw, cam_pw, cam_query, token, url_pw, url_query):
         leaks = [where for where, text in places.items() if secret in text]
         assert not leaks, f"{secret!r} appears in {leaks}"

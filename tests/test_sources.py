@@ -169,3 +169,11 @@ def test_factory_picks_by_source(tmp_path: Path) -> None:
     assert isinstance(make_source(Config.model_validate({"camera": {"source": "rtsp://h/s"}})), OpenCVSource)
     assert redact("rtsp://u:p@h:554/s") == "rtsp://***@h:554/s"
     assert redact("/dev/video0") == "/dev/video0"
+
+
+def test_redact_hides_query_string_credentials_and_keeps_the_rest() -> None:
+    assert (redact("http://10.0.0.9/videostream.cgi?user=admin&pwd=S3cret&resolution=32")
+            == "http://10.0.0.9/videostream.cgi?user=***&pwd=***&resolution=32")
+    assert redact("rtsp://h/live?channel=1&subtype=0") == "rtsp://h/live?channel=1&subtype=0"
+    assert (redact("rtsp://u:p@h/s?Token=abc;loginPas=x#frag") == "rtsp://***@h/s?Token=***;loginPas=***#frag")
+    assert redact("/srv/clips/a?password=b.mp4") == "/srv/clips/a?password=b.mp4", "a file path is not a URL"
