@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -15,8 +18,6 @@ def test_quick_fault_drill_loses_nothing(capsys: object) -> None:
 
     rc = fault_drill.main(["--quick", "--json"])
     out = capsys.readouterr().out  # type: ignore[attr-defined]
-    import json
-
     results = json.loads(out.strip().splitlines()[-1])
     ran = [r for r in results if "skipped" not in r]
     assert {r["scenario"] for r in ran} >= {"broker_restart", "outage", "sigkill", "camera_loss"}
@@ -28,3 +29,19 @@ def test_quick_fault_drill_loses_nothing(capsys: object) -> None:
     assert outage["backlog"] > 20 and outage["drain_rate_per_s"] > 0
     assert rc == 0
     assert Path(fault_drill.__file__).parent.name == "scripts"
+
+
+@pytest.mark.slow
+def test_full_fault_drill_loses_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """The full drill (20 SIGKILLs, a long outage; ``EDGE_DRILL_OUTAGE_S``, default 600 s, for thousands queued)."""
+    import fault_drill
+
+    outage_s = os.environ.get("EDGE_DRILL_OUTAGE_S", "600")
+    rc = fault_drill.main(["--json", "--outage-s", outage_s])
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert all(r.get("lost", 0) == 0 for r in results), results
+    kills = next(r for r in results if r["scenario"] == "sigkill")
+    assert kills["generated"] >= 100, kills
+    outage = next(r for r in results if r["scenario"] == "outage")
+    assert outage["backlog"] >= 10 * float(outage_s) / 2, "a backlog of thousands for a 10-minute outage"
+    assert rc == 0
