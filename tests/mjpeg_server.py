@@ -14,12 +14,14 @@ from conftest import free_port
 
 
 def _frames(w: int = 320, h: int = 240) -> list[bytes]:
+    """A box crossing the view, then an empty street for as long: each loop is one motion start and end."""
     out = []
     for i in range(20):
         img = np.full((h, w, 3), 90, np.uint8)
         cv2.rectangle(img, (10 + i * 12, 80), (70 + i * 12, 160), (255, 255, 255), -1)
         out.append(cv2.imencode(".jpg", img)[1].tobytes())
-    return out
+    empty = cv2.imencode(".jpg", np.full((h, w, 3), 90, np.uint8))[1].tobytes()
+    return out + [empty] * 20
 
 
 class MjpegServer:
