@@ -14,6 +14,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -107,7 +108,13 @@ class MqttLink:
         self._client.loop_start()
         self._thread.start()
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 3.0, flush_s: float = 2.0) -> None:
+        # The last events (a motion end, tracks still open when the camera stopped) are made while
+        # stopping: with the link up, send them now rather than leave them on disk until the next start.
+        deadline = time.monotonic() + flush_s
+        self.notify()
+        while self._connected and self._outbox.depth > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
         self._stop.set()
         self.notify()
         self._thread.join(timeout)

@@ -174,6 +174,12 @@ class Outbox:
                 # Not deleting only means a duplicate delivery later (consumers de-duplicate by event_id).
                 self._rollback()
 
+    @property
+    def depth(self) -> int:
+        """Events stored and not yet acknowledged by the broker."""
+        with self._lock:
+            return self._count
+
     def stats(self) -> OutboxStats:
         with self._lock:
             oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]

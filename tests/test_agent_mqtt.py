@@ -11,6 +11,12 @@ from typing import Any
 
 from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 
+from edge_agent.config import Config
+from edge_agent.events import Event
+from edge_agent.health import PipelineStats
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.outbox import Outbox
+
 ENVELOPE = {"event_id": str, "node_id": str, "seq": int, "ts": str, "type": str}
 
 
@@ -206,3 +212,21 @@ def test_commands_ping_unknown_and_malformed(tmp_path: Path, broker: Broker, col
     r2 = collector.on("/reply/r2")[0].json()
     assert r2["ok"] is False and "unknown command" in r2["error"]
     wait_until(lambda: collector.on("/health")[-1].json()["commands"]["rejected"] >= 2, 10, "rejections counted")
+
+
+def test_events_stored_while_stopping_go_out_before_the_link_closes(tmp_path: Path, broker: Broker,
+                                                                     collector: Collector) -> None:
+    cfg = Config.model_validate({"node_id": "pole-stop", "mqtt": {"port": broker.port}})
+    outbox = Outbox(tmp_path / "o.sqlite3", cfg.node_id, 1000, 10**8)
+    link = MqttLink(cfg, outbox, PipelineStats(), lambda _n, _p: None)
+    link.start()
+    try:
+        wait_until(lambda: link.connected, 10, "the link to connect")
+        # Stored without a wake-up, the way the last events of a shutdown arrive just before stop().
+        seqs = [outbox.append(Event("motion", {"state": "end", "i": i})) for i in range(5)]
+    finally:
+        link.stop()
+    assert outbox.depth == 0, "every event was acknowledged before the link closed"
+    wait_until(lambda: len(collector.on("/events/motion")) == 5, 5, "the five events")
+    assert [m.json()["seq"] for m in collector.on("/events/motion")] == seqs
+    outbox.close()
