@@ -11,6 +11,7 @@ start-up growth: model load, allocator pools) and gives a verdict: flat when tha
 ``--max-slope-mb-h`` and the open-file count at the end is no higher than its maximum in the first half.
 
     python scripts/soak.py --duration 10m                    # a quick look (about 10 minutes)
+    python scripts/soak.py --duration 2h --replay ../shared/datasets/eu-plates-dev --fps 10   # real photos, looped
     python scripts/soak.py --duration 6h --interval 60 --out /var/tmp/soak-6h.png
     nohup python scripts/soak.py --duration 24h --interval 120 > soak.txt 2>&1 &   # a day, detached
 
@@ -123,11 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=30.0, help="demo frame rate offered to the agent (default 30)")
     ap.add_argument("--car-interval", type=float, default=1.0, help="seconds between demo cars (default 1)")
     ap.add_argument("--no-alpr", action="store_true", help="motion only (isolates the plate reader's share)")
+    ap.add_argument("--replay", type=Path, default=None,
+                    help="a folder of images to replay in a loop at --fps instead of the demo scene")
     ap.add_argument("--max-slope-mb-h", type=float, default=5.0, help="flatness bound on the RSS slope")
     ap.add_argument("--out", type=Path, default=None, help="PNG path (default soak-<time>.png here); CSV beside it")
     args = ap.parse_args(argv)
     if args.duration < 4 * args.interval:
         ap.error("--duration must cover at least 4 samples")
+    if args.replay is not None and not args.replay.is_dir():
+        ap.error(f"--replay {args.replay}: not a folder")
     out = args.out or Path(f"soak-{time.strftime('%Y%m%d-%H%M%S')}.png")
     with tempfile.TemporaryDirectory(prefix="edge-soak-") as tmp:
         work = Path(tmp)
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         sub = Subscriber(broker.port, keep_payload=False)
         cfg = write_config(work / "agent.toml", {
             "node_id": "soak", "data_dir": str(work / "data"),
-            "camera": {"source": "demo", "fps": args.fps, "width": 1280, "height": 720},
+            "camera": {"source": str(args.replay.resolve()) if args.replay else "demo", "fps": args.fps,
+                       "width": 1280, "height": 720},
             "demo": {"car_interval_s": args.car_interval, "car_speed_px_s": 1600.0},
             "alpr": {"enabled": not args.no_alpr},
             "events": {"dedup_window_s": 5.0},
@@ -200,7 +206,8 @@ def report(samples: list[Sample], args: argparse.Namespace, out: Path, errors: l
     flat = slope <= args.max_slope_mb_h and fds_ok
     dur = samples[-1].t_s
     frames = samples[-1].frames
-    title = (f"edge-agent soak: {dur / 60:.0f} min, demo 1280x720 @ {args.fps:g} fps offered, "
+    scene = f"replay of {args.replay.name}" if args.replay else "demo 1280x720"
+    title = (f"edge-agent soak: {dur / 60:.0f} min, {scene} @ {args.fps:g} fps offered, "
              f"alpr {'off' if args.no_alpr else 'on'}, {frames} frames, {samples[-1].events} events")
     plot(samples, out, title, (ts[0], slope, icpt))
     with open(out.with_suffix(".csv"), "w", newline="") as f:
