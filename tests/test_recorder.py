@@ -4,6 +4,7 @@ holds, and recovery of a segment left open by a killed process."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -132,4 +133,31 @@ def test_offer_never_blocks_and_counts_drops(tmp_path: Path) -> None:
         rec.offer(Frame(k, time.time(), float(k), image))
     assert time.perf_counter() - t0 < 0.05
     assert rec.stats.frames_dropped == 7
+    rec.index.close()
+
+
+def test_event_clips_count_against_the_disk_budget_and_go_after_the_segments(tmp_path: Path) -> None:
+    now = time.time()
+    rec = _recorder(tmp_path)
+    rec.schedule_event_clip("ev-old", now - 58.0, now - 57.5, pre_s=0.2, post_s=0.2)
+    rec.schedule_event_clip("ev-new", now - 55.0, now - 54.5, pre_s=0.2, post_s=0.2)
+    _record(rec, now - 60, 60)  # three segments of 2 s, two event clips cut from them
+    rec = _recorder(tmp_path)
+    segs = rec.index.closed()
+    clips = [tmp_path / "event-clips" / f"{n}.mp4" for n in ("ev-old", "ev-new")]
+    assert len(segs) == 3 and all(c.is_file() for c in clips)
+    os.utime(clips[0], (now - 30, now - 30))  # the older clip really is older on disk
+    seg_bytes = sum(s.bytes for s in segs)
+    clip_bytes = [c.stat().st_size for c in clips]
+    # Room for all segments but not the clips: the segments go first, oldest first, until it fits.
+    rec.policy = RetentionPolicy(86400, seg_bytes + sum(clip_bytes) - 1)
+    assert rec.enforce_retention(now) == [segs[0].path]
+    assert all(c.is_file() for c in clips)
+    # Room for the newer clip only: every segment, then the older clip go; the newer clip stays.
+    rec.policy = RetentionPolicy(86400, clip_bytes[1])
+    assert rec.enforce_retention(now) == [segs[1].path, segs[2].path, clips[0]]
+    assert clips[1].is_file()
+    health = rec.footage(now)
+    assert health["event_clips_deleted"] == 1
+    assert health["event_clips_mb"] == round(clip_bytes[1] / 2**20, 2)
     rec.index.close()

@@ -9,6 +9,7 @@ and rotates segments; retention runs on the same thread between frames (every
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,8 @@ class RecorderStats:
     segments_deleted: int = 0
     encode_errors: int = 0
     event_clips: int = 0
+    event_clips_deleted: int = 0
+    event_clips_bytes: int = 0  # on disk, as of the last retention pass or clip cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +226,14 @@ class Recorder:
             self._event_clips = [c for c in self._event_clips if c not in due]
         for c in due:
             try:
-                self.cut(c.start_ts, c.end_ts, self.event_clip_dir / f"{c.name}.mp4")
+                out = self.event_clip_dir / f"{c.name}.mp4"
+                self.cut(c.start_ts, c.end_ts, out)
                 self.stats.event_clips += 1
             except ClipError as exc:
                 log.warning("recorder: event clip %s not cut: %s", c.name, exc)
+                continue
+            with contextlib.suppress(OSError):
+                self.stats.event_clips_bytes += out.stat().st_size
 
     # -- clips and retention ---------------------------------------------------------------------
 
@@ -234,9 +241,14 @@ class Recorder:
         return cut_clip(self.index.covering(start_ts, end_ts), start_ts, end_ts, out_path, self.settings)
 
     def enforce_retention(self, now: float) -> list[Path]:
-        """Deletes the oldest segments past the maximum age or the disk budget, skipping held ones."""
+        """Deletes footage past the maximum age or the disk budget, oldest first, skipping held segments.
+
+        Event clips count against the same budget but go last: they are the footage around plates,
+        worth more than the continuous recording they were cut from."""
+        clips = self._clips_on_disk()
+        clip_bytes = sum(size for _, _, size in clips)
         holds = self.index.holds()
-        total = self.index.total_bytes()
+        total = self.index.total_bytes() + clip_bytes
         deleted: list[Path] = []
         after = float("-inf")
         while batch := self.index.closed(after, 256):  # in batches: a week is ~60 000 segments
@@ -244,7 +256,7 @@ class Recorder:
             for seg in batch:
                 too_old = seg.end_ts < now - self.policy.max_age_s
                 if not too_old and total <= self.policy.max_bytes:
-                    return self._prune_event_clips(now, deleted)  # oldest first: the rest are younger
+                    return self._prune_event_clips(now, clips, total, deleted)  # oldest first: the rest are younger
                 if any(_overlaps(seg, s, e) for _, s, e in holds):
                     continue
                 try:
@@ -256,15 +268,35 @@ class Recorder:
                 total -= seg.bytes
                 deleted.append(seg.path)
                 self.stats.segments_deleted += 1
-        return self._prune_event_clips(now, deleted)
+        return self._prune_event_clips(now, clips, total, deleted)
 
-    def _prune_event_clips(self, now: float, deleted: list[Path]) -> list[Path]:
+    def _clips_on_disk(self) -> list[tuple[float, Path, int]]:
+        """(mtime, path, bytes) of every event clip, oldest first."""
+        out = []
         for clip in self.event_clip_dir.glob("*.mp4") if self.event_clip_dir.exists() else []:
             try:
-                if clip.stat().st_mtime < now - self.policy.max_age_s:
-                    clip.unlink()
+                st = clip.stat()
             except OSError:
                 continue
+            out.append((st.st_mtime, clip, st.st_size))
+        return sorted(out)
+
+    def _prune_event_clips(self, now: float, clips: list[tuple[float, Path, int]], total: int,
+                           deleted: list[Path]) -> list[Path]:
+        clip_bytes = sum(size for _, _, size in clips)
+        for mtime, clip, size in clips:
+            if mtime >= now - self.policy.max_age_s and total <= self.policy.max_bytes:
+                break
+            try:
+                clip.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("recorder: cannot delete %s: %s", clip, exc)
+                continue
+            total -= size
+            clip_bytes -= size
+            deleted.append(clip)
+            self.stats.event_clips_deleted += 1
+        self.stats.event_clips_bytes = clip_bytes
         return deleted
 
     def footage(self, now: float) -> dict[str, float | int | None]:
@@ -273,9 +305,11 @@ class Recorder:
         return {"oldest_age_s": None if span is None else round(now - span[0], 1),
                 "newest_age_s": None if span is None else round(now - span[1], 1),
                 "disk_mb": round(self.index.total_bytes() / 2**20, 2),
+                "event_clips_mb": round(self.stats.event_clips_bytes / 2**20, 2),
                 "frames_recorded": self.stats.frames_recorded, "frames_dropped": self.stats.frames_dropped,
                 "segments_written": self.stats.segments_written, "segments_deleted": self.stats.segments_deleted,
-                "encode_errors": self.stats.encode_errors, "event_clips": self.stats.event_clips}
+                "encode_errors": self.stats.encode_errors, "event_clips": self.stats.event_clips,
+                "event_clips_deleted": self.stats.event_clips_deleted}
 
 
 def _overlaps(seg: Segment, start: float, end: float) -> bool:
