@@ -177,3 +177,14 @@ def test_redact_hides_query_string_credentials_and_keeps_the_rest() -> None:
     assert redact("rtsp://h/live?channel=1&subtype=0") == "rtsp://h/live?channel=1&subtype=0"
     assert (redact("rtsp://u:p@h/s?Token=abc;loginPas=x#frag") == "rtsp://***@h/s?Token=***;loginPas=***#frag")
     assert redact("/srv/clips/a?password=b.mp4") == "/srv/clips/a?password=b.mp4", "a file path is not a URL"
+
+
+def test_demo_keeps_only_the_first_plates_it_showed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_agent.sources.demo as demo
+
+    monkeypatch.setattr(demo, "_MAX_PLATES_SHOWN", 2)
+    src = DemoSource(320, 180, fps=100, car_interval_s=0.1, speed_px_s=400, seed=3, realtime=False)
+    src.open()
+    for _ in range(100):  # about ten cars
+        src.read()
+    assert len(src.plates_shown) == 2, "a demo agent running for months must not grow this list"

@@ -22,6 +22,7 @@ from edge_agent.sources.plate_render import PLATE_H, PLATE_W, random_italian_pla
 
 log = logging.getLogger(__name__)
 
+_MAX_PLATES_SHOWN = 10_000
 _CAR_COLOURS = [(40, 40, 160), (160, 90, 30), (50, 50, 50), (200, 200, 200), (30, 110, 40), (20, 140, 200)]
 
 
@@ -96,6 +97,7 @@ class DemoSource(FrameSource):
         self._index = 0
         self._pacer = Pacer(fps)
         self._realtime = realtime  # False: frames as fast as asked (benchmarks, tests), same scene timing
+        # The first plates, in order, for tests and measurements; capped because a demo agent may run for months.
         self.plates_shown: list[str] = []
 
     def open(self) -> None:
@@ -108,7 +110,8 @@ class DemoSource(FrameSource):
         sprite, mask = _car_sprite(plate, self._rng, scale)
         y = int(self._h * 0.62) - sprite.shape[0] // 2 + self._rng.randint(-20, 20)
         self._cars.append(_Car(plate, sprite, mask, t, max(0, min(y, self._h - sprite.shape[0]))))
-        self.plates_shown.append(plate)
+        if len(self.plates_shown) < _MAX_PLATES_SHOWN:
+            self.plates_shown.append(plate)
         log.info("demo: car with plate %s enters the scene", plate)
 
     def read(self) -> Frame:
