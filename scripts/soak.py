@@ -90,17 +90,20 @@ def _panel(img: np.ndarray, top: int, height: int, samples: list[Sample], series
         digits = 1 if t_max / div >= 5 else 2
         cv2.putText(img, f"{t / div:.{digits}f}", (x - 12, bottom + 16), font, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.putText(img, f"{ylabel}   (x: {unit})", (left, top - 8), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    legend_x = right - 260
-    for i, (name, ys, color) in enumerate(series):
+    legend = [(name, color) for name, _, color in series]
+    for name, ys, color in series:
         pts = np.array([xy(s.t_s, v) for s, v in zip(samples, ys, strict=True)], np.int32)
         cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
-        cv2.putText(img, name, (legend_x, top + 18 + 16 * i), font, 0.45, color, 1, cv2.LINE_AA)
     if fit is not None:
         t0, slope_h, icpt = fit
         a, b = xy(t0, icpt + slope_h * t0 / 3600), xy(t_max, icpt + slope_h * t_max / 3600)
         cv2.line(img, a, b, (0, 0, 220), 1, cv2.LINE_AA)
-        cv2.putText(img, f"fit, 2nd half: {slope_h:+.2f} MB/h", (legend_x, top + 18 + 16 * len(series)), font, 0.45,
-                    (0, 0, 220), 1, cv2.LINE_AA)
+        legend.append((f"fit, 2nd half: {slope_h:+.2f} MB/h", (0, 0, 220)))
+    # Above the panel, in one row: inside it, a flat line at the top would hide the legend or be hidden.
+    x = left + 380
+    for name, color in legend:
+        cv2.putText(img, name, (x, top - 8), font, 0.45, color, 1, cv2.LINE_AA)
+        x += cv2.getTextSize(name, font, 0.45, 1)[0][0] + 24
 
 
 def plot(samples: list[Sample], path: Path, title: str, fit: tuple[float, float, float]) -> None:
