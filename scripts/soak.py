@@ -91,7 +91,7 @@ def _panel(img: np.ndarray, top: int, height: int, samples: list[Sample], series
         cv2.putText(img, f"{t / div:.{digits}f}", (x - 12, bottom + 16), font, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.putText(img, f"{ylabel}   (x: {unit})", (left, top - 8), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     legend = [(name, color) for name, _, color in series]
-    for name, ys, color in series:
+    for _name, ys, color in series:
         pts = np.array([xy(s.t_s, v) for s, v in zip(samples, ys, strict=True)], np.int32)
         cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
     if fit is not None:
