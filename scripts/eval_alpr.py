@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:
 from edge_agent.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.alpr.reader import PlateReader  # noqa: E402
 from edge_agent.alpr.types import ModelError  # noqa: E402
-from edge_agent.tracking import levenshtein  # noqa: E402
+from edge_agent.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
 
 Box = tuple[float, float, float, float]
 
@@ -68,8 +68,6 @@ def iou(a: Box, b: Box) -> float:
 def fold(text: str) -> str:
     return text.upper().replace("O", "0")
 
-
-edit_distance = levenshtein  # the tracker's, so eval and runtime count errors alike
 
 
 def best_match(truth: Truth, boxes: list[Box]) -> tuple[int, float]:
@@ -111,7 +109,7 @@ def evaluate(folder: Path, reader: PlateReader, verbose: bool) -> dict[str, obje
                 matched.add(i)
             ok = fold(got) == fold(t.text)
             exact += ok
-            edits += edit_distance(fold(got), fold(t.text))
+            edits += levenshtein(fold(got), fold(t.text))
             chars += len(t.text)
             if not ok or v < 0.5:
                 failures.append(f"{path.name}: truth {t.text} got {got or '-'} (IoU {v:.2f}, detector IoU {dv:.2f})")

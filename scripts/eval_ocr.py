@@ -25,14 +25,12 @@ if str(REPO) not in sys.path:
 
 from edge_agent.alpr.ocr import PlateOCR  # noqa: E402
 from edge_agent.alpr.types import ModelError  # noqa: E402
-from edge_agent.tracking import levenshtein  # noqa: E402
+from edge_agent.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
 
 
 def fold(s: str) -> str:
     return s.upper().replace("O", "0")
 
-
-edit_distance = levenshtein  # the tracker's, so eval and runtime count errors alike
 
 
 def load_crops(
@@ -78,7 +76,7 @@ def evaluate(ocr: PlateOCR, crops: list[tuple[str, str, np.ndarray]], verbose: b
         times.append((time.perf_counter() - t0) * 1000.0)
         ok = fold(text) == fold(truth)
         exact += ok
-        errors += edit_distance(fold(text), fold(truth))
+        errors += levenshtein(fold(text), fold(truth))
         chars += len(truth)
         if name not in seen:
             seen.add(name)

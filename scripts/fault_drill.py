@@ -260,12 +260,15 @@ def run_scenario(name: str, args: argparse.Namespace, rng: random.Random) -> dic
                 t0 = time.monotonic()
                 broker.start()
 
+                queued = range(before - backlog + 1, before + 1)
+
                 def backlog_arrived() -> bool:
                     with sub.lock:
-                        return all(q in sub.arrived for q in range(before - backlog + 1, before + 1))
+                        return all(q in sub.arrived for q in queued)
                 _wait(backlog_arrived, 300)
                 with sub.lock:  # the subscriber's own arrival times: finer than polling the outbox
-                    dt = max(sub.arrived.get(q, time.monotonic()) for q in range(before - backlog + 1, before + 1)) - t0
+                    dt = max((sub.arrived.get(q, time.monotonic()) for q in queued), default=t0) - t0
+                dt = max(dt, 1e-3)
                 extra = {"backlog": backlog, "drain_s": round(dt, 2), "drain_rate_per_s": round(backlog / dt, 1)}
                 _log(f"backlog {backlog} delivered {dt:.2f} s after the broker came back (including its start)")
             elif name == "sigkill":

@@ -256,7 +256,8 @@ class Recorder:
             for seg in batch:
                 too_old = seg.end_ts < now - self.policy.max_age_s
                 if not too_old and total <= self.policy.max_bytes:
-                    return self._prune_event_clips(now, clips, total, deleted)  # oldest first: the rest are younger
+                    # Oldest first: the rest are younger, and within budget.
+                    return self._prune_event_clips(now, clips, clip_bytes, total, deleted)
                 if any(_overlaps(seg, s, e) for _, s, e in holds):
                     continue
                 try:
@@ -268,7 +269,7 @@ class Recorder:
                 total -= seg.bytes
                 deleted.append(seg.path)
                 self.stats.segments_deleted += 1
-        return self._prune_event_clips(now, clips, total, deleted)
+        return self._prune_event_clips(now, clips, clip_bytes, total, deleted)
 
     def _clips_on_disk(self) -> list[tuple[float, Path, int]]:
         """(mtime, path, bytes) of every event clip, oldest first."""
@@ -281,9 +282,8 @@ class Recorder:
             out.append((st.st_mtime, clip, st.st_size))
         return sorted(out)
 
-    def _prune_event_clips(self, now: float, clips: list[tuple[float, Path, int]], total: int,
+    def _prune_event_clips(self, now: float, clips: list[tuple[float, Path, int]], clip_bytes: int, total: int,
                            deleted: list[Path]) -> list[Path]:
-        clip_bytes = sum(size for _, _, size in clips)
         for mtime, clip, size in clips:
             if mtime >= now - self.policy.max_age_s and total <= self.policy.max_bytes:
                 break
