@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.alpr.types import ModelError
+from edge_agent.audit import AuditError, AuditLog
+from edge_agent.audit_trail import AuditTrail, audit_path
 from edge_agent.commands import Command, CommandRouter
 from edge_agent.config import Config
 from edge_agent.doctor import CachedClock
@@ -26,9 +28,9 @@ from edge_agent.hotlist import HotlistCommand, Hotlists
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.pipeline import FramePipeline, Reader
-from edge_agent.provision import check_secret_files
+from edge_agent.provision import check_secret_files, node_identity_path, node_key_path
 from edge_agent.remote_config import RemoteConfig, State
-from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_trusted_keys
+from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key, load_trusted_keys
 from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source, redact
 from edge_agent.systemd_notify import Notifier
 
@@ -109,33 +111,41 @@ class Agent:
         self.source = source if source is not None else make_source(cfg)
         self.commands = CommandRouter(self.stats)
         self.commands.register("ping", self._cmd_ping)
-        # One verifier (one nonce store) for every signed command: clip requests, hotlists, config.
+        # The node key signs what the node vouches for (audit records, clip manifests); one verifier (one
+        # nonce store) checks every signed command: clip requests, hotlists, config.
         try:
             trusted = load_trusted_keys(cfg.security.trusted_keys)
+            node_key = load_or_create_node_key(node_key_path(cfg), node_identity_path(cfg),
+                                               create=cfg.security.node_key_file is None)
         except KeyFileError as exc:
-            raise StartupError(f"security.trusted_keys: {exc}") from None
+            raise StartupError(f"security: {exc}") from None
         self.verifier = SignedCommandVerifier(trusted, Path(cfg.data_dir) / "nonces.sqlite3",
-                                              cfg.security.max_command_ttl_s)
+                                              cfg.security.max_command_ttl_s, node_id=cfg.node_id)
+        try:
+            audit_log = AuditLog(audit_path(cfg.data_dir), node_key, int(cfg.audit.max_file_mb * 2**20))
+        except AuditError as exc:
+            raise StartupError(str(exc)) from None
+        self.audit = AuditTrail(audit_log, self._store, cfg.audit.refusal_summary_s)
+        self.commands.set_audit(self.audit)
         self.footage: Footage | None = None
         if cfg.recorder.enabled:
             try:
-                self.footage = Footage(cfg, self._store, self.verifier)
+                self.footage = Footage(cfg, self.audit, self.verifier, node_key)
             except FootageError as exc:
                 raise StartupError(str(exc)) from None
-            self.commands.register("clip", self.footage.clips.handle)
-        submit = self.commands.submit if self.footage is None else self.footage.screen(self.commands.submit)
-        self.link = MqttLink(cfg, self.outbox, self.stats, submit)
+            self.commands.register("clip", self.footage.clips.handle, signed=True)
+        self.link = MqttLink(cfg, self.outbox, self.stats, self.commands.submit)
         self.health = HealthReporter(cfg.node_id, redact(cfg.camera.source), Path(cfg.data_dir), self.stats,
                                      self.outbox)
         self.frames = FrameQueue(self.stats)
         self.hotlists = Hotlists(Path(cfg.data_dir) / "hotlists.json", cfg.hotlist.fuzzy)
         self.pipeline = FramePipeline(cfg, self.reader, self.stats, self.hotlists)
-        self.commands.register("hotlist", HotlistCommand(self.hotlists, self.verifier))
+        self.commands.register("hotlist", HotlistCommand(self.hotlists, self.verifier, self.audit), signed=True)
         # cmd/config restarts the process in place to apply a change to every stage at once (cli.py execs).
         self._restart = threading.Event()
         self.remote = RemoteConfig(remote or State(cfg, Path(cfg.data_dir), cfg.remote_config.self_check_s),
-                                   self.verifier, self._restart.set)
-        self.commands.register("config", self.remote.handle)
+                                   self.verifier, self._restart.set, self.audit)
+        self.commands.register("config", self.remote.handle, signed=True)
         self.clock = CachedClock()
         self._store_lock = threading.Lock()
         self._held: deque[Event] = deque()
@@ -273,6 +283,8 @@ class Agent:
         self.commands.stop()
         if self.footage is not None:
             self.footage.stop()
+        self.audit.tick(force=True)  # refusals counted since the last summary go on record too
+        self.audit.log.close()
         self.retry_held()
         if self._held:
             self.stats.events_lost += len(self._held)
@@ -287,6 +299,7 @@ class Agent:
         snap["self_check"] = {"ok": not problems, "problems": problems}
         snap["clock"] = self.clock.as_health()
         snap["config"] = self.remote.health()
+        snap["audit"] = self.audit.health()
         if self.footage is not None:
             snap.update(self.footage.health())
         self.link.publish_health(snap)
@@ -296,9 +309,32 @@ class Agent:
     def restart_requested(self) -> bool:
         return self._restart.is_set()
 
+    def dead_threads(self) -> list[str]:
+        """Essential threads that have died: each one means the node no longer does part of its job."""
+        if self._stop.is_set():
+            return []
+        capture, process = self._threads
+        dead = [] if process.is_alive() else ["process"]
+        # A file source that ended stops the capture thread on purpose; anything else ending it is a death.
+        if not capture.is_alive() and self.stats.camera_state != "ended":
+            dead.append("capture")
+        if not self.commands.alive:
+            dead.append("commands")
+        dead += self.link.dead_threads()
+        if self.footage is not None:
+            dead += self.footage.dead_threads()
+        return dead
+
     def healthy(self) -> bool:
-        """True while the processing loop goes round; a hung loop stops the watchdog pings."""
-        return time.monotonic() - self._progress < 30.0 and all(t.is_alive() for t in self._threads[1:])
+        """True while the processing loop goes round and every essential thread lives; otherwise the
+        watchdog pings stop and systemd restarts the node."""
+        dead = self.dead_threads()
+        if dead != self.stats.dead_threads:
+            if dead:
+                log.error("thread(s) died: %s; the watchdog is no longer fed, so systemd restarts the agent",
+                          ", ".join(dead))
+            self.stats.dead_threads = dead
+        return time.monotonic() - self._progress < 30.0 and not dead
 
     def run_forever(self, notifier: Notifier, stop: threading.Event) -> None:
         self.start()
@@ -323,11 +359,13 @@ class Agent:
                 next_health = now + self.cfg.health.interval_s
             was_connected = connected
             self.remote.tick(self, self.link.reply, connected)
+            self.audit.tick()
             if self._restart.is_set():
                 break
         if self._restart.is_set():
             notifier.notify("RELOADING=1\nSTATUS=restarting to apply a remote configuration change")
         else:
             notifier.stopping()
+            self.remote.on_clean_stop()
         log.info("edge-agent stopping")
         self.stop()

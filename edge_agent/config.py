@@ -161,7 +161,17 @@ class TlsConfig(_Section):
     ca_file: ExistingFile | None = None
     cert_file: ExistingFile | None = None
     key_file: ExistingFile | None = None
-    insecure_skip_verify: bool = False
+    # Skips only the check that the broker's certificate names mqtt.host: the chain is still verified
+    # against ca_file. (Called insecure_skip_verify before, which promised more than it did.)
+    insecure_skip_hostname_check: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "insecure_skip_verify" in data:
+            raise ValueError("insecure_skip_verify was renamed insecure_skip_hostname_check: it only skips the "
+                             "check that the certificate names mqtt.host (the chain is still verified)")
+        return data
 
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
@@ -240,6 +250,15 @@ class UploadConfig(_Section):
     progress_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     ca_file: ExistingFile | None = None
     allow_http: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for h in v:
+            if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Fa-f:]{2,45}", h):
+                raise ValueError(f"{h!r} is not a host name or IP address (no scheme, port or path)")
+        return [h.strip("[]").lower() for h in v]
 
     @model_validator(mode="after")
     def _backoff_order(self) -> UploadConfig:
@@ -274,6 +293,11 @@ class SecurityConfig(_Section):
             except KeyFileError as exc:
                 raise ValueError(f"{key_id}: {exc}") from None
         return v
+
+
+class AuditConfig(_Section):
+    max_file_mb: Annotated[float, Field(ge=0.01, le=1024)] = 16.0
+    refusal_summary_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
 
 
 class HealthConfig(_Section):
@@ -313,6 +337,7 @@ class Config(_Section):
     upload: UploadConfig = Field(default_factory=UploadConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     remote_config: RemoteConfigConfig = Field(default_factory=RemoteConfigConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @field_validator("node_id")
     @classmethod

@@ -155,17 +155,41 @@ def check_unit(probe: Callable[[], UnitState]) -> Result:
 
 
 def check_keys(cfg: Config) -> Result:
-    from edge_agent.provision import permission_problem, secret_files
+    from edge_agent.provision import (
+        DEFAULT_NODE_KEY,
+        node_identity_path,
+        node_key_path,
+        permission_problem,
+        secret_files,
+    )
+    from edge_agent.signing import node_identity_problem, replaceable_problem
 
     files = secret_files(cfg)
     missing = [f"{k} ({p})" for k, p in files if not p.exists()]
     if missing:
         return Result("keys", "FAIL", f"missing: {', '.join(missing)}", "edge-agent provision, or fix the paths")
+    # Every refusal the agent would make at start, in one line: fixing one must not uncover the next.
+    problems: list[str] = []
+    fixes: list[str] = []
     bad = [(k, p, why) for k, p in files if (why := permission_problem(p)) is not None]
     if bad:
-        return Result("keys", "FAIL", "; ".join(f"{k}: {why.split('; fix:')[0]}" for k, _p, why in bad),
-                      "chmod 600 " + " ".join(str(p) for _k, p, _w in bad) + " (the agent refuses to start)")
-    if not files:
+        problems += [f"{k}: {why.split('; fix:')[0]}" for k, _p, why in bad]
+        fixes.append("chmod 600 " + " ".join(str(p) for _k, p, _w in bad))
+    # Config validation already refuses these; checked again for a config validated before the files changed.
+    replaceable = [(k, p, why) for k, p in cfg.security.trusted_keys.items()
+                   if (why := replaceable_problem(p)) is not None]
+    if replaceable:
+        problems += [f"security.trusted_keys.{k}: {why.split('; fix:')[0]}" for k, _p, why in replaceable]
+        fixes += [why.split("; fix: ")[-1] for _k, _p, why in replaceable]
+    lost = node_identity_problem(node_key_path(cfg), node_identity_path(cfg))
+    if lost is not None:
+        problems.append(f"node identity: {lost.split('; refusing')[0]}")  # the fix below says the rest
+        fixes.append("restore the node signing key from backup; only if the identity must change, delete "
+                     f"{node_identity_path(cfg)} and register the new public key with the operations room")
+    if problems:
+        return Result("keys", "FAIL", "; ".join(problems), "; ".join(fixes) + " (the agent refuses to start)")
+    configured = [f for f in files if f[0] != DEFAULT_NODE_KEY]
+    if not configured:
         return Result("keys", "WARN", "no key or password file configured: the node has no credentials",
                       "edge-agent provision --node-id ID, then set mqtt.tls.key_file/cert_file (docs/deployment.md)")
     return Result("keys", "OK", f"{len(files)} secret file(s), none readable by other users")
@@ -349,9 +373,10 @@ def check_mqtt(cfg: Config, timeout: float = 5.0) -> list[Result]:
         if m.tls is None:
             broker = Result("broker", "WARN", f"{where}: connected over plain TCP{auth}: traffic is not encrypted",
                             "configure [mqtt.tls] (docs/deployment.md)")
-        elif m.tls.insecure_skip_verify:
-            broker = Result("broker", "WARN", f"{where}: connected over TLS without verifying the broker",
-                            "set mqtt.tls.insecure_skip_verify = false")
+        elif m.tls.insecure_skip_hostname_check:
+            broker = Result("broker", "WARN", f"{where}: connected over TLS without checking that the broker's "
+                            f"certificate names {m.host} (the chain is still verified)",
+                            "set mqtt.tls.insecure_skip_hostname_check = false")
         else:
             broker = Result("broker", "OK", f"{where}: connected ({how}{cert}{auth})")
         return [broker, _round_trip(cfg, st, timeout)]

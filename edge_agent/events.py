@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PRIORITY_MOTION = 0
 PRIORITY_PLATE = 1
 PRIORITY_ALERT = 2  # published ahead of the backlog (Outbox.pending_urgent)
+PRIORITY_AUDIT = 3  # ahead of the backlog too, and never dropped by the outbox's bounds: it is evidence
 
 
 def utc_iso(ts: float) -> str:

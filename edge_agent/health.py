@@ -42,6 +42,10 @@ class PipelineStats:
     commands_received: int = 0
     commands_rejected: int = 0
     commands_dropped: int = 0
+    commands_oversized: int = 0
+    command_errors: int = 0  # exceptions caught at the commands thread boundary
+    callback_errors: int = 0  # exceptions caught in MQTT callbacks (the network thread survives them)
+    dead_threads: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -133,5 +137,7 @@ class HealthReporter:
                        "reconnects": s.camera_reconnects},
             "models": dict(s.models),
             "commands": {"received": s.commands_received, "rejected": s.commands_rejected,
-                         "dropped": s.commands_dropped},
+                         "dropped": s.commands_dropped, "oversized": s.commands_oversized,
+                         "errors": s.command_errors},
+            "threads": {"dead": list(s.dead_threads), "callback_errors": s.callback_errors},
         }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.commands import Command, CommandRejected
+from edge_agent.commands import Command, CommandRejected, DecisionSink, Unverified
 from edge_agent.formats import edit_distance_at_most_1
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ _LIST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PLATE = re.compile(r"^[A-Z0-9]{2,12}$")
 MAX_ENTRIES = 100_000
 _ACTIONS = ("replace", "add", "remove", "delete")
-_ALLOWED_KEYS = {"request_id", "list_id", "action", "plates", "key_id", "nonce", "expires", "signature", "issued"}
+_ALLOWED_KEYS = {"request_id", "node_id", "command", "list_id", "action", "plates", "key_id", "nonce", "expires",
+                 "signature", "issued"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class HotlistMatch:
 
 
 class CommandVerifier(Protocol):
-    def verify(self, body: dict[str, Any], now: float) -> str: ...
+    def verify(self, body: dict[str, Any], now: float, *, command: str, fleet: bool = False) -> str: ...
 
 
 def normalise(text: str) -> str:
@@ -133,16 +134,18 @@ def _entries(raw: Any) -> dict[str, str]:
 class HotlistCommand:
     """The ``cmd/hotlist`` handler: verify the signature, validate, apply, persist."""
 
-    def __init__(self, hotlists: Hotlists, verifier: CommandVerifier) -> None:
+    def __init__(self, hotlists: Hotlists, verifier: CommandVerifier, audit: DecisionSink | None = None) -> None:
         self._hotlists = hotlists
         self._verifier = verifier
+        self._audit = audit
 
     def __call__(self, cmd: Command) -> dict[str, Any]:
         body = cmd.body
         unexpected = set(body) - _ALLOWED_KEYS
         if unexpected:
-            raise CommandRejected(f"unexpected field(s): {sorted(unexpected)[:5]}")
-        key_id = self._verifier.verify(body, time.time())
+            raise Unverified(f"unexpected field(s): {sorted(unexpected)[:5]}")
+        # A hotlist may be meant for the whole fleet (node_id "*"); it is still bound to cmd/hotlist.
+        key_id = self._verifier.verify(body, time.time(), command="hotlist", fleet=True)
         list_id, action = body.get("list_id"), body.get("action")
         if not isinstance(list_id, str) or not _LIST_ID.fullmatch(list_id):
             raise CommandRejected("list_id missing or not 1-64 of [A-Za-z0-9_.-]")
@@ -150,5 +153,7 @@ class HotlistCommand:
             raise CommandRejected(f"action must be one of {list(_ACTIONS)}")
         entries = _entries(body.get("plates", [])) if action != "delete" else {}
         size = self._hotlists.apply(list_id, action, entries)
+        if self._audit is not None:
+            self._audit.decision("hotlist", "accepted", cmd.request_id, body, plates=len(entries), entries=size)
         log.info("hotlist: %s %s by key %s: %d plates now", action, list_id, key_id, size)
         return {"list_id": list_id, "action": action, "entries": size}

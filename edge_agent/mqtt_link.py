@@ -10,6 +10,7 @@ from the outbox, so a crash before it means the event is sent again after restar
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -17,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -30,6 +31,22 @@ from edge_agent.outbox import Outbox, Pending
 log = logging.getLogger(__name__)
 
 CommandSink = Callable[[str, bytes], None]
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _guarded(method: _F) -> _F:
+    """A paho callback that cannot kill the network thread: paho re-raises a callback's exception in its
+    loop, which ends the thread: no more PUBACKs, no commands, while the process looks alive."""
+
+    @functools.wraps(method)
+    def wrapper(self: MqttLink, *args: Any) -> None:
+        try:
+            method(self, *args)
+        except Exception:
+            self._stats.callback_errors += 1
+            log.exception("mqtt: %s failed; the network thread carries on", method.__name__)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def apply_credentials(client: mqtt.Client, m: MqttConfig) -> None:
@@ -43,7 +60,7 @@ def apply_credentials(client: mqtt.Client, m: MqttConfig) -> None:
                        certfile=str(t.cert_file) if t.cert_file else None,
                        keyfile=str(t.key_file) if t.key_file else None,
                        cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if t.insecure_skip_verify:
+        if t.insecure_skip_hostname_check:
             client.tls_insecure_set(True)
 
 
@@ -135,8 +152,20 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected
 
+    def dead_threads(self) -> list[str]:
+        """Names of this link's threads that should run and do not (checked by the watchdog)."""
+        dead = []
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stop.is_set():
+            dead.append("mqtt-pump")
+        # paho's network thread (loop_start) is only reachable as an attribute; None before start and after stop.
+        net = getattr(self._client, "_thread", None)
+        if self._thread.ident is not None and not self._stop.is_set() and (net is None or not net.is_alive()):
+            dead.append("mqtt-network")
+        return dead
+
     # -- paho callbacks (network thread) ---------------------------------------------------------
 
+    @_guarded
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         if rc.is_failure:
             self._stats.link_state = f"refused: {rc}"
@@ -155,6 +184,7 @@ class MqttLink:
         client.subscribe(self.topics.cmd_filter, qos=1)
         self.notify()
 
+    @_guarded
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         self._stats.link_state = "unreachable"
         if not self._fail_logged:
@@ -163,6 +193,7 @@ class MqttLink:
                         self._cfg.port)
             self._fail_logged = True
 
+    @_guarded
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         was = self._connected
         self._connected = False
@@ -174,12 +205,14 @@ class MqttLink:
             log.warning("mqtt: link lost (%s); reconnecting with backoff, events stay queued", rc)
             self._fail_logged = True
 
+    @_guarded
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: ReasonCode, _p: Any) -> None:
         # paho calls this holding its own message lock: take no lock of ours here (the pump thread
         # holds ours while calling publish), just hand the mid over.
         self._acked_mids.append(mid)
         self.notify()
 
+    @_guarded
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.startswith(self.topics.cmd_prefix):
             self._on_command(msg.topic[len(self.topics.cmd_prefix):], bytes(msg.payload))
@@ -198,14 +231,20 @@ class MqttLink:
     def _pump(self) -> None:
         window = self._cfg.max_inflight * 2
         while not self._stop.is_set():
-            self._drain_acks()
-            room = window - len(self._inflight) if self._connected else 0
-            if room > 0:
-                urgent = self._outbox.pending_urgent(self._inflight.values(), room)
-                self._hand(urgent)
-                if room - len(urgent) > 0:
-                    self._handed_seq = self._hand(self._outbox.pending(self._handed_seq, room - len(urgent)),
-                                                  self._handed_seq)
+            try:
+                self._drain_acks()
+                room = window - len(self._inflight) if self._connected else 0
+                if room > 0:
+                    urgent = self._outbox.pending_urgent(self._inflight.values(), room)
+                    self._hand(urgent)
+                    if room - len(urgent) > 0:
+                        self._handed_seq = self._hand(self._outbox.pending(self._handed_seq, room - len(urgent)),
+                                                      self._handed_seq)
+            except Exception:
+                # Events stay in the outbox: nothing is lost by going round again a moment later.
+                self._stats.callback_errors += 1
+                log.exception("mqtt: publisher error; retrying")
+                self._stop.wait(1.0)
             with self._wake:
                 if not self._acked_mids:
                     self._wake.wait(0.5)

@@ -27,21 +27,58 @@ def _err(msg: str) -> None:
 # -- audit verify --------------------------------------------------------------------------------
 
 
+def _head(value: str) -> tuple[int, str]:
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise argparse.ArgumentTypeError("give SEQ:HASH, e.g. 42:5bbf… (64 hex digits), from the last events/audit")
+    return int(seq), digest
+
+
+def _node_public_key(cfg: Any) -> Any:
+    """The node's public key from its config: the .pub beside the key, or derived from the key itself."""
+    from edge_agent.provision import node_key_path
+    from edge_agent.signing import load_private_key, load_public_key, public_path_for
+
+    key_path = node_key_path(cfg)
+    pub = public_path_for(key_path)
+    if pub.exists():
+        return load_public_key(pub)
+    if key_path.exists():
+        return load_private_key(key_path).public_key()
+    return None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from edge_agent.audit import verify_file
+    from edge_agent.audit_trail import audit_path
     from edge_agent.config import ConfigError, load
-    from edge_agent.footage import audit_path
+    from edge_agent.signing import KeyFileError, load_public_key
 
     path: Path | None = args.file
-    if path is None:
-        try:
-            path = audit_path(load(args.config))
-        except ConfigError as exc:
-            _err(f"invalid config: {exc}")
-            return EXIT_USAGE
-    result = verify_file(path)
+    node_key = None
+    try:
+        if args.node_key is not None:
+            node_key = load_public_key(args.node_key)
+        if path is None:
+            cfg = load(args.config)
+            path = audit_path(cfg.data_dir)
+            if node_key is None:
+                node_key = _node_public_key(cfg)
+    except ConfigError as exc:
+        _err(f"invalid config: {exc}")
+        return EXIT_USAGE
+    except KeyFileError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    result = verify_file(path, node_key, args.head)
+    signed = "signatures checked" if node_key is not None else "signatures NOT checked (give --node-key NODE.pub)"
+    if result.ok and result.entries == 0:
+        print(f"OK {path}: {result.problem or 'empty'}")
+        return EXIT_OK
     if result.ok:
-        print(f"OK {path}: {result.entries} entries, hash chain intact")
+        head = f", contains seq {args.head[0]} as received" if args.head else ""
+        print(f"OK {path}: {result.entries} entries, hash chain intact up to seq {result.last_seq} "
+              f"({result.last_hash}), {signed}{head}")
         return EXIT_OK
     print(f"BROKEN {path}: {result.problem} ({result.entries} entries before it are intact)")
     return EXIT_FAILURE
@@ -153,7 +190,7 @@ def cmd_request_clip(args: argparse.Namespace) -> int:
     rid = args.request_id or f"clip-{secrets.token_hex(6)}"
     body: dict[str, Any] = {"request_id": rid, "camera": args.camera, "start": _iso(start), "end": _iso(end),
                             "agency": args.agency, "upload_url": args.upload_url, "upload_token": token}
-    signed = sign_command(body, key, args.key_id, ttl_s=args.ttl)
+    signed = sign_command(body, key, args.key_id, ttl_s=args.ttl, node_id=args.node, command="clip")
     base = f"{args.prefix}/{args.node}"
     replies: list[dict[str, Any]] = []
     done = threading.Event()
@@ -208,11 +245,15 @@ def cmd_request_clip(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Adds ``audit`` and ``ops`` to the edge-agent command line."""
-    audit = sub.add_parser("audit", help="check the clip-request audit log")
+    audit = sub.add_parser("audit", help="check the audit log of signed commands")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    av = asub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad entry")
+    av = asub.add_parser("verify", help="check the hash chain, signatures and head; exit 1 naming the first bad entry")
     av.add_argument("--config", type=Path, default=None, help="node config (the log is {data_dir}/audit.log)")
     av.add_argument("--file", type=Path, default=None, help="audit log file instead of the config's")
+    av.add_argument("--node-key", type=Path, default=None,
+                    help="the node's public key (default: the .pub beside the config's node key)")
+    av.add_argument("--head", type=_head, default=None, metavar="SEQ:HASH",
+                    help="an entry the operations room received (events/audit): exit 1 unless the log holds it")
     av.set_defaults(func=cmd_audit_verify)
 
     ops = sub.add_parser("ops", help="operations-room tools: keys, clip requests, clip verification")

@@ -7,7 +7,8 @@ is strictly increasing per node across restarts.
 
 Bounds (docs/mqtt.md, "Outbox"): past ``max_events`` the oldest motion events are
 dropped; plate events are dropped (oldest first) only when the outbox exceeds its
-disk budget ``max_mb``. Every drop is counted per type and the counts persist.
+disk budget ``max_mb``. Audit records are never dropped. Every drop is counted per type and the
+counts persist.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.events import PRIORITY_ALERT, Event
+from edge_agent.events import PRIORITY_ALERT, PRIORITY_AUDIT, Event
 
 PRIORITY_URGENT = PRIORITY_ALERT
 
@@ -38,7 +39,7 @@ CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority, seq);
 """
 
 
-_ANY_PRIORITY = 1 << 30
+_DROPPABLE = PRIORITY_AUDIT - 1  # audit records are evidence: no bound ever drops one
 
 
 class OutboxError(Exception):
@@ -132,8 +133,8 @@ class Outbox:
         # Count bound: only lower-priority (motion) events give way, never plates.
         while self._count > self._max_events and self._drop_oldest(0):
             pass
-        # Disk budget: anything gives way, lowest priority and oldest first.
-        while self._bytes > self._max_bytes and self._drop_oldest(_ANY_PRIORITY):
+        # Disk budget: anything but audit records gives way, lowest priority and oldest first.
+        while self._bytes > self._max_bytes and self._drop_oldest(_DROPPABLE):
             pass
 
     def pending(self, after_seq: int, limit: int) -> list[Pending]:

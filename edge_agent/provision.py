@@ -156,9 +156,29 @@ def report(ident: Identity) -> str:
 
 # -- the permission rule ------------------------------------------------------------------------
 
+DEFAULT_NODE_KEY = "security.node_key_file (default)"  # how the unconfigured node key is named in messages
+IDENTITY_FILE = "node-identity.json"
+
+
+def default_node_key_path(cfg: Any) -> Path:
+    """Where the agent keeps its own signing key when ``security.node_key_file`` is not set; the same file
+    name 'edge-agent provision' writes, so a provisioned key and a generated one look alike."""
+    return Path(cfg.data_dir) / "keys" / SIGNING_KEY
+
+
+def node_key_path(cfg: Any) -> Path:
+    return Path(cfg.security.node_key_file or default_node_key_path(cfg))
+
+
+def node_identity_path(cfg: Any) -> Path:
+    """The record of the node's signing-key fingerprint: a key that is lost or replaced is refused, not
+    silently regenerated (a new key is a new identity the operations room does not know)."""
+    return Path(cfg.data_dir) / IDENTITY_FILE
+
 
 def secret_files(cfg: Any) -> list[tuple[str, Path]]:
-    """(config key, path) of every file in the config that holds a secret."""
+    """(config key, path) of every file in the config that holds a secret, and of the node key the agent
+    made itself under data_dir (as much a secret, though no config key names it)."""
     out: list[tuple[str, Path]] = []
     tls = cfg.mqtt.tls
     if tls is not None and tls.key_file is not None:
@@ -174,6 +194,10 @@ def secret_files(cfg: Any) -> list[tuple[str, Path]]:
                 value = getattr(sec, name)
                 if value is not None:
                     out.append((f"security.{name}", Path(value)))
+        if getattr(sec, "node_key_file", None) is None:
+            default = default_node_key_path(cfg)
+            if default.exists():  # absent until the agent first needs it: nothing to leak yet
+                out.append((DEFAULT_NODE_KEY, default))
     return out
 
 

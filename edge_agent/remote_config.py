@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.commands import Command, CommandRejected
+from edge_agent.commands import Command, CommandRejected, DecisionSink, Unverified
 from edge_agent.config import Config, ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,26 @@ RUNTIME_KEYS: tuple[str, ...] = (
     "log.level",
 )
 
+# What a remote change may set, tighter than what the file may: a signed command must not be able to
+# silence the node while its self-check still passes (min_confidence 1.0 reads nothing; a mask over
+# the whole frame sees nothing).
+REMOTE_BOUNDS: dict[str, tuple[float, float]] = {
+    "alpr.min_confidence": (0.05, 0.95),
+    "motion.threshold": (2, 120),
+    "motion.min_area": (0.0001, 0.2),
+    "motion.end_after_s": (0.0, 60.0),
+    "motion.scan_interval_s": (0.0, 60.0),
+    "health.interval_s": (1.0, 3600.0),
+    "upload.max_kbps": (64.0, 1_000_000.0),
+}
+MAX_REMOTE_MASK_AREA = 0.8  # share of the frame remote motion masks may cover together
+_ALLOWED_FIELDS = {"request_id", "node_id", "command", "set", "reset", "dry_run", "key_id", "nonce", "expires",
+                   "signature"}
+
 OVERLAY = "remote-config.json"
 PENDING = "remote-config.pending.json"
 RESULT = "remote-config.result.json"
+REVISION = "remote-config.revision.json"  # the highest revision ever issued: never reused after a rollback
 
 
 class ApplyError(Exception):
@@ -219,7 +236,7 @@ def rollback(st: State, pending: Mapping[str, Any], reason: str) -> dict[str, An
 
 
 class Verifier(Protocol):
-    def verify(self, body: Mapping[str, Any], now: float) -> str: ...
+    def verify(self, body: Mapping[str, Any], now: float, *, command: str, fleet: bool = False) -> str: ...
 
 
 class AgentView(Protocol):
@@ -231,12 +248,43 @@ class AgentView(Protocol):
 Replier = Callable[[str, dict[str, Any]], None]
 
 
+def highest_revision(data_dir: Path) -> int:
+    try:
+        return int((_read(data_dir / REVISION) or {}).get("revision", 0))
+    except (ApplyError, ValueError, TypeError):
+        return 0
+
+
+def _polygon_area(poly: list[Any]) -> float:
+    pts = [(float(x), float(y)) for x, y in poly]
+    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True))) / 2
+
+
+def remote_bound_problems(cfg: Config, changed: Mapping[str, Any]) -> list[str]:
+    """Why values a remote change sets are outside :data:`REMOTE_BOUNDS` (empty when they are inside)."""
+    problems = []
+    for dotted in changed:
+        section, _, key = dotted.partition(".")
+        value = getattr(getattr(cfg, section), key)
+        bounds = REMOTE_BOUNDS.get(dotted)
+        if bounds is not None and not (bounds[0] <= float(value) <= bounds[1]):
+            problems.append(f"{dotted} = {value} (remotely {bounds[0]:g}..{bounds[1]:g}; the config file may "
+                            "set more)")
+    if "motion.masks" in changed:
+        area = sum(_polygon_area(p) for p in cfg.motion.masks)
+        if area > MAX_REMOTE_MASK_AREA:
+            problems.append(f"motion.masks cover {area:.0%} of the frame (remotely at most "
+                            f"{MAX_REMOTE_MASK_AREA:.0%})")
+    return problems
+
+
 def self_check_problems(agent: Any) -> list[str]:
     """Why the running agent is not doing its job (empty when it is); used for health and rollback."""
     problems = []
     s = agent.stats
     if not agent.healthy():
-        problems.append("processing loop stalled or a worker thread died")
+        dead = list(getattr(s, "dead_threads", []))
+        problems.append(f"thread(s) died: {', '.join(dead)}" if dead else "processing loop stalled")
     if s.camera_state == "down":
         problems.append(f"camera down: {s.camera_error}")
     elif s.camera_state == "ok" and s.frames_processed == 0:
@@ -247,9 +295,11 @@ def self_check_problems(agent: Any) -> list[str]:
 class RemoteConfig:
     """The ``config`` command handler and the post-restart self-check."""
 
-    def __init__(self, state: State, verifier: Verifier | None, request_restart: Callable[[], None]) -> None:
+    def __init__(self, state: State, verifier: Verifier | None, request_restart: Callable[[], None],
+                 audit: DecisionSink | None = None) -> None:
         self.st = state
         self._verifier = verifier
+        self._audit = audit
         self._request_restart = request_restart
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -268,8 +318,11 @@ class RemoteConfig:
 
     def handle(self, cmd: Command) -> dict[str, Any]:
         if self._verifier is None:
-            raise CommandRejected("no trusted keys configured (security.trusted_keys): signed commands are refused")
-        key_id = self._verifier.verify(cmd.body, time.time())
+            raise Unverified("no trusted keys configured (security.trusted_keys): signed commands are refused")
+        unexpected = set(cmd.body) - _ALLOWED_FIELDS
+        if unexpected:
+            raise Unverified(f"unexpected field(s): {sorted(unexpected)[:5]}")
+        key_id = self._verifier.verify(cmd.body, time.time(), command="config")
         set_ = cmd.body.get("set", {})
         reset = cmd.body.get("reset", [])
         if not isinstance(set_, dict) or not isinstance(reset, list) or not all(isinstance(k, str) for k in reset):
@@ -286,15 +339,23 @@ class RemoteConfig:
             values = {k: v for k, v in self.st.values.items() if k not in reset}
             values.update(set_)
             try:
-                merge(self.st.base, values, "cmd/config")
+                merged = merge(self.st.base, values, "cmd/config")
             except ConfigError as exc:
                 raise CommandRejected(str(exc)) from None
+            out_of_bounds = remote_bound_problems(merged, set_)
+            if out_of_bounds:
+                raise CommandRejected("outside what a remote change may set: " + "; ".join(out_of_bounds))
             if cmd.body.get("dry_run") is True:
                 return {"state": "valid (dry run: nothing applied)", "revision": self.st.revision}
-            revision = self.st.revision + 1
+            revision = max(self.st.revision, highest_revision(self.st.dir)) + 1
             previous = {"revision": self.st.revision, "values": self.st.values} if self.st.values else None
             d = self.st.dir
+            if self._audit is not None and self._audit.decision(
+                    "config", "accepted", cmd.request_id, cmd.body, revision=revision,
+                    set=sorted(set_), reset=sorted(reset)) is None:
+                raise CommandRejected("audit log unavailable: the change cannot be recorded, so it is refused")
             try:
+                write_atomic(d / REVISION, {"revision": revision})
                 write_atomic(d / PENDING, {"request_id": cmd.request_id, "revision": revision, "attempts": 0,
                                            "previous": previous, "key_id": key_id})
                 write_atomic(d / OVERLAY, {"revision": revision, "values": values, "request_id": cmd.request_id,
@@ -310,6 +371,22 @@ class RemoteConfig:
             threading.Timer(0.5, self._request_restart).start()
         return {"state": "pending self-check", "revision": revision, "self_check_s": self.st.self_check_s,
                 "values": values}
+
+    def on_clean_stop(self) -> None:
+        """A clean stop (SIGTERM) during the self-check is not a crash: the next start runs the self-check
+        again instead of rolling a good change back."""
+        with self._lock:
+            pending = self.st.pending
+            if pending is None or self._restarting:
+                return
+            try:
+                write_atomic(self.st.dir / PENDING, {**pending, "attempts": 0})
+            except OSError as exc:
+                log.error("remote config: cannot keep revision %d pending across the stop: %s", self.st.revision,
+                          exc.strerror or exc)
+                return
+            log.info("remote config: stopped during the self-check of revision %d; it runs again at the next start",
+                     self.st.revision)
 
     def tick(self, agent: Any, reply: Replier, connected: bool) -> None:
         """Called about once a second by the agent's main loop: finishes the self-check, sends owed replies."""

@@ -54,6 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from edge_agent.audit import AuditLog
+from edge_agent.audit_trail import AuditTrail, audit_path
 from edge_agent.commands import CommandRouter
 from edge_agent.config import Config, ConfigError, load, validate
 from edge_agent.footage import Footage
@@ -130,14 +132,15 @@ class Harness:
     footage: Footage
     remote: RemoteConfig
     verifier: SignedCommandVerifier
+    audit: AuditTrail
     restarts: list[float] = field(default_factory=list)
 
     def reset_after(self, name: str) -> None:
         """Undo what an accepted command leaves behind so the next input meets the same node again."""
         if name == "config" and (self.remote.st.pending is not None or self.remote._restarting):
             self.remote = RemoteConfig(State(self.cfg, Path(self.cfg.data_dir), 30.0), self.verifier,
-                                       lambda: self.restarts.append(time.time()))
-            self.router.register("config", self.remote.handle)
+                                       lambda: self.restarts.append(time.time()), self.audit)
+            self.router.register("config", self.remote.handle, signed=True)
         if name == "clip":
             self.footage.clips.discard_staged()
         if name == "hotlist" and sum(self.hotlists.sizes.values()) > 2000:
@@ -159,17 +162,20 @@ def build_harness(work: Path) -> Harness:
     router.register("ping", lambda _c: {"node_id": cfg.node_id, "camera": stats.camera_state,
                                         "link": stats.link_state})
     verifier = SignedCommandVerifier(load_trusted_keys(cfg.security.trusted_keys), data / "nonces.sqlite3",
-                                     cfg.security.max_command_ttl_s)
-    footage = Footage(cfg, lambda _event: None, verifier)
+                                     cfg.security.max_command_ttl_s, node_id=cfg.node_id)
+    node_key = Ed25519PrivateKey.generate()
+    audit = AuditTrail(AuditLog(audit_path(data), node_key), lambda _event: None, cfg.audit.refusal_summary_s)
+    router.set_audit(audit)
+    footage = Footage(cfg, audit, verifier, node_key)
     # Pretend footage covers all time, so valid requests get past the retention check into the audit/stage path.
     footage.recorder.index.span = lambda: (0.0, 4e9)  # type: ignore[method-assign]
-    router.register("clip", footage.clips.handle)
+    router.register("clip", footage.clips.handle, signed=True)
     hotlists = Hotlists(data / "hotlists.json", cfg.hotlist.fuzzy)
-    router.register("hotlist", HotlistCommand(hotlists, verifier))
+    router.register("hotlist", HotlistCommand(hotlists, verifier, audit), signed=True)
     h = Harness(work, cfg, router, hotlists, trusted, untrusted, footage,
-                RemoteConfig(State(cfg, data, 30.0), verifier, lambda: None), verifier)
-    h.remote = RemoteConfig(State(cfg, data, 30.0), verifier, lambda: h.restarts.append(time.time()))
-    router.register("config", h.remote.handle)
+                RemoteConfig(State(cfg, data, 30.0), verifier, lambda: None, audit), verifier, audit)
+    h.remote = RemoteConfig(State(cfg, data, 30.0), verifier, lambda: h.restarts.append(time.time()), audit)
+    router.register("config", h.remote.handle, signed=True)
     return h
 
 
@@ -271,27 +277,35 @@ def _as_is(s: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 # half have nasty values in any field and unexpected extra fields.
 BODIES = {t: st.one_of(_bodies(t, _as_is, {}), _bodies(t, maybe, {"evil": nasty})) for t in COMMAND_TARGETS}
 SIGNING = ("none", "trusted", "trusted", "trusted", "trusted", "untrusted", "unknown_key_id", "flipped", "altered",
-           "expired", "too_far", "bad_nonce", "replay", "garbage_sig")
-FORGED = {"untrusted", "unknown_key_id", "flipped", "altered", "expired", "too_far", "bad_nonce", "garbage_sig"}
+           "expired", "too_far", "bad_nonce", "replay", "garbage_sig", "wrong_node", "wrong_command", "unbound")
+FORGED = {"untrusted", "unknown_key_id", "flipped", "altered", "expired", "too_far", "bad_nonce", "garbage_sig",
+          "wrong_node", "wrong_command", "unbound"}
 
 
-def sign(h: Harness, body: dict[str, Any], mode: str) -> dict[str, Any]:
+def sign(h: Harness, body: dict[str, Any], mode: str, command: str = "") -> dict[str, Any]:
+    """``body`` signed as ``mode`` says, for this node and ``command`` unless the mode is about getting those wrong."""
+    node = "pole-elsewhere" if mode == "wrong_node" else h.cfg.node_id
+    name = "hotlist" if mode == "wrong_command" and command != "hotlist" else ("config" if mode == "wrong_command"
+                                                                              else command)
+    bound = {"node_id": node, "command": name}
     if mode == "none":
         return body
-    if mode in ("trusted", "replay", "flipped", "altered"):
+    if mode in ("trusted", "replay", "flipped", "altered", "wrong_node", "wrong_command"):
+        out = sign_command(body, h.trusted, TRUSTED_ID, **bound)
+    elif mode == "unbound":
         out = sign_command(body, h.trusted, TRUSTED_ID)
     elif mode == "untrusted":
-        out = sign_command(body, h.untrusted, TRUSTED_ID)
+        out = sign_command(body, h.untrusted, TRUSTED_ID, **bound)
     elif mode == "unknown_key_id":
-        out = sign_command(body, h.untrusted, "intruder")
+        out = sign_command(body, h.untrusted, "intruder", **bound)
     elif mode == "expired":
-        out = sign_command(body, h.trusted, TRUSTED_ID, now=datetime.now(UTC) - timedelta(hours=2))
+        out = sign_command(body, h.trusted, TRUSTED_ID, now=datetime.now(UTC) - timedelta(hours=2), **bound)
     elif mode == "too_far":
-        out = sign_command(body, h.trusted, TRUSTED_ID, ttl_s=7 * 86400)
+        out = sign_command(body, h.trusted, TRUSTED_ID, ttl_s=7 * 86400, **bound)
     elif mode == "bad_nonce":
-        out = sign_command({**body, "nonce": "short"}, h.trusted, TRUSTED_ID)
+        out = sign_command({**body, "nonce": "short"}, h.trusted, TRUSTED_ID, **bound)
     else:  # garbage_sig
-        out = {**sign_command(body, h.trusted, TRUSTED_ID), "signature": "!!not base64!!"}
+        out = {**sign_command(body, h.trusted, TRUSTED_ID, **bound), "signature": "!!not base64!!"}
     if mode == "flipped":
         raw = bytearray(base64.b64decode(out["signature"]))
         raw[len(raw) // 2] ^= 0x01
@@ -398,7 +412,7 @@ def command_test(h: Harness, box: TimeBox, target: str, c: Counter) -> Callable[
             payload = raw
         else:
             try:
-                signed = sign(h, body, mode)
+                signed = sign(h, body, mode, cmd)
             except ValueError:
                 # NaN/Infinity have no canonical JSON, so no signer can sign them: send the body unsigned.
                 signed, mode = body, "none"

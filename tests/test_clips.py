@@ -25,6 +25,11 @@ from edge_agent.signing import generate_keypair, sign_command
 TOKEN = "s3cret-bearer-token-for-case-42"
 
 
+def _sign(body: dict[str, Any], key: Ed25519PrivateKey, key_id: str = "ops1", node: str = "pole-test",
+          command: str = "clip", **kw: Any) -> dict[str, Any]:
+    return sign_command(body, key, key_id, node_id=node, command=command, **kw)
+
+
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -38,7 +43,8 @@ def _agent_config(tmp_path: Path, port: int, ops_pub: Path, ca: Path | None, **u
                        camera={"width": 320, "height": 240, "fps": 10},
                        motion={"enabled": False}, events={"motion_events": False},
                        recorder={"enabled": True, "segment_s": 2},
-                       clips={"max_clip_s": 30, "wait_for_footage_s": 10}, upload=upload)
+                       clips={"max_clip_s": 30, "wait_for_footage_s": 10}, upload=upload,
+                       audit={"refusal_summary_s": 1})
     cfg.write_text(cfg.read_text() + f'[security.trusted_keys]\nops1 = "{ops_pub}"\n')
     return cfg
 
@@ -107,9 +113,26 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         # The audit trail: accepted, then uploaded, as events and in the chained log.
         wait_until(lambda: len([e for e in collector.events() if e["type"] == "audit"]) >= 2, 10, "audit events")
         audits = [e for e in collector.events() if e["type"] == "audit"]
-        assert [a["decision"] for a in audits] == ["accepted", "uploaded"]
-        assert audits[1]["sha256"] == m["clip"]["sha256"] and audits[1]["prev_hash"] == audits[0]["audit_hash"]
-        assert main(["audit", "verify", "--config", str(cfg)]) == 0
+        assert [a["entry"]["decision"] for a in audits] == ["accepted", "uploaded"]
+        up = audits[1]["entry"]
+        assert up["sha256"] == m["clip"]["sha256"] and audits[1]["prev_hash"] == audits[0]["audit_hash"]
+        # manifest_sha256 is the hash of the manifest bytes the receiver got.
+        assert up["manifest_sha256"] == hashlib.sha256(rx.files["case-42-a.manifest.json"]).hexdigest()
+        # Each event carries what the operations room needs to recompute the record's hash and check it.
+        from edge_agent.audit import line_hash
+
+        assert all(line_hash(a["audit_seq"], a["audit_ts"], a["prev_hash"], a["entry"]) == a["audit_hash"]
+                   for a in audits)
+        head = f"{audits[1]['audit_seq']}:{audits[1]['audit_hash']}"
+        assert main(["audit", "verify", "--config", str(cfg), "--head", head]) == 0
+        assert "signatures checked" in capsys.readouterr().out
+
+        # The same request_id again, properly signed with a fresh nonce: refused (its files are at the receiver).
+        rc = main(["ops", "request-clip", "--node", "pole-test", "--key", str(ops_key[0]), "--key-id", "ops1",
+                   "--agency", "City Police", "--upload-url", rx.url, "--token-file", str(token_file),
+                   "--start", _iso(start), "--end", _iso(end), "--request-id", "case-42-a",
+                   "--port", str(broker.port), "--timeout", "20"])
+        assert rc == 1 and "duplicate request_id" in capsys.readouterr().out
         wait_until(lambda: _health(collector)["uploads"]["done"] == 1, 10, "health to count the upload")
         assert _health(collector)["footage"]["disk_mb"] > 0
         assert TOKEN not in agent.output() and TOKEN not in json.dumps(audits)
@@ -138,47 +161,65 @@ def test_every_rejection_has_its_reason_and_is_audited(
         b.update(over)
         return b
 
-    replayed = sign_command(body("r-replay-1", end=_iso(now - timedelta(seconds=1)),
-                                 start=_iso(now - timedelta(seconds=100))), ops, "ops1")
-    cases: list[tuple[str, dict[str, Any] | bytes, str | None]] = [
+    replayed = _sign(body("r-replay-1", end=_iso(now - timedelta(seconds=1)), start=_iso(now - timedelta(seconds=100))),
+                     ops)
+    # (request id, payload, reason; None: cannot be answered, True at the end: refused after verification, so
+    # recorded one by one; the others are counted in a "refusals" summary record)
+    cases: list[tuple[str, dict[str, Any] | bytes, str | None, bool]] = [
         ("r-unsigned", body("r-unsigned", expires=_iso(now + timedelta(minutes=5)), nonce="n" * 20),
-         "missing signature"),
-        ("r-badsig", {**sign_command(body("r-badsig"), ops, "ops1"), "agency": "Someone Else"}, "bad signature"),
-        ("r-unknown", sign_command(body("r-unknown"), key, "ops9"), "unknown key"),
-        ("r-expired", sign_command(body("r-expired"), ops, "ops1", ttl_s=10, now=now - timedelta(minutes=5)),
-         "expired"),
-        ("r-extra", sign_command(body("r-extra", priority="high"), ops, "ops1"), "unexpected fields"),
-        ("r-replay-1", replayed, "range too long"),
-        ("r-replay-1", replayed, "replayed nonce"),
-        ("r-old", sign_command(body("r-old", start=_iso(now - timedelta(days=9)),
-                                    end=_iso(now - timedelta(days=9) + timedelta(seconds=5))), ops, "ops1"),
-         "range outside retention"),
-        ("r-future", sign_command(body("r-future", end=_iso(now + timedelta(seconds=5))), ops, "ops1"),
-         "range outside retention: end is in the future"),
-        ("r-http", sign_command(body("r-http", upload_url="http://127.0.0.1:9/up"), ops, "ops1"),
-         "malformed request: upload_url must be an https:// URL"),
-        ("r-camera", sign_command(body("r-camera", camera="cam7"), ops, "ops1"), "unknown camera"),
-        ("", b"{not json", None),
+         "missing signature", False),
+        ("r-badsig", {**_sign(body("r-badsig"), ops), "agency": "Someone Else"}, "bad signature", False),
+        ("r-unknown", _sign(body("r-unknown"), key, "ops9"), "unknown key", False),
+        ("r-expired", _sign(body("r-expired"), ops, ttl_s=10, now=now - timedelta(minutes=5)), "expired", False),
+        ("r-extra", _sign(body("r-extra", priority="high"), ops), "unexpected fields", False),
+        ("r-unbound", sign_command(body("r-unbound"), ops, "ops1"), "malformed request: node_id and command", False),
+        ("r-pole-b", _sign(body("r-pole-b"), ops, node="pole-b"), "wrong node", False),
+        ("r-as-hotlist", _sign(body("r-as-hotlist"), ops, command="hotlist"), "wrong command", False),
+        ("r-replay-1", replayed, "range too long", True),
+        ("r-replay-1", replayed, "replayed nonce", False),
+        ("r-old", _sign(body("r-old", start=_iso(now - timedelta(days=9)),
+                             end=_iso(now - timedelta(days=9) + timedelta(seconds=5))), ops),
+         "range outside retention", True),
+        ("r-future", _sign(body("r-future", end=_iso(now + timedelta(seconds=5))), ops),
+         "range outside retention: end is in the future", True),
+        ("r-http", _sign(body("r-http", upload_url="http://127.0.0.1:9/up"), ops),
+         "malformed request: upload_url must be an https:// URL", True),
+        ("r-query", _sign(body("r-query", upload_url="https://127.0.0.1:9/up?x=1"), ops),
+         "malformed request: upload_url must have no query", True),
+        ("r-fragment", _sign(body("r-fragment", upload_url="https://127.0.0.1:9/up#frag"), ops),
+         "malformed request: upload_url must have no query", True),
+        ("r-camera", _sign(body("r-camera", camera="cam7"), ops), "unknown camera", True),
+        ("", b"{not json", None, False),
+        ("", b'{"request_id": 1' + b"0" * 5000 + b"}", None, False),
     ]
-    for _rid, payload, _ in cases:
+    for _rid, payload, _, _ in cases:
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         collector.publish("edge/pole-test/cmd/clip", raw)
-    expected = [(rid, reason) for rid, _, reason in cases if reason is not None]
+    expected = [(rid, reason) for rid, _, reason, _ in cases if reason is not None]
     wait_until(lambda: len(collector.on("/reply/" + "r-camera")) >= 1, 20, "replies to every request")
-    wait_until(lambda: len([e for e in collector.events() if e["type"] == "audit"]) >= len(cases), 20,
-               "an audit event per request")
+    individual = [(rid, reason) for rid, _, reason, one in cases if one]
+    wait_until(lambda: any(e["type"] == "audit" and e["entry"]["action"] == "refusals" for e in collector.events()),
+               20, "the refusals summary")
     replies = [m.json() for m in collector.messages if "/reply/" in m.topic]
     got = [(r["request_id"], r["error"]) for r in replies]
     assert len(got) == len(expected)
     for (rid, reason), (grid, error) in zip(expected, got, strict=True):
         assert grid == rid and error.startswith(reason), (rid, error)
     assert all(not r["ok"] for r in replies)
-    audits = [e for e in collector.events() if e["type"] == "audit"]
-    assert [a["decision"] for a in audits] == ["rejected"] * len(cases)
-    # The unparseable one is recorded as it arrives (it cannot be answered), so it may come first.
-    assert sum(a["reason"].startswith("malformed JSON") and a["request_id"] is None for a in audits) == 1
-    assert all(a["reason"] for a in audits)
-    assert verify_file(tmp_path / "data" / "audit.log").entries == len(cases)
+    audits = [e["entry"] for e in collector.events() if e["type"] == "audit"]
+    one_by_one = [a for a in audits if a["action"] == "clip_request"]
+    assert [(a["request_id"], a["decision"]) for a in one_by_one] == [(rid, "refused") for rid, _ in individual]
+    for a, (_rid, reason) in zip(one_by_one, individual, strict=True):
+        assert a["reason"].startswith(reason) and a["key_id"] == "ops1" and a["upload_host"] == "127.0.0.1:9"
+    summaries = [a for a in audits if a["action"] == "refusals"]
+    assert sum(s["total"] for s in summaries) == len(cases) - len(individual)
+    counts: dict[str, int] = {}
+    for summary in summaries:
+        for k, v in summary["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+    assert counts["clip: malformed JSON"] == 2 and counts["clip: wrong node"] == 1
+    assert counts["clip: replayed nonce"] == 1
+    assert verify_file(tmp_path / "data" / "audit.log").entries == len(one_by_one) + len(summaries)
     assert TOKEN not in agent.output()
 
 
@@ -218,8 +259,7 @@ def test_upload_continues_after_the_agent_is_killed(
         body = {"request_id": "case-7", "camera": "cam0", "start": _iso(now - timedelta(seconds=4)),
                 "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "upload_url": rx.url,
                 "upload_token": TOKEN}
-        collector.publish("edge/pole-test/cmd/clip", json.dumps(sign_command(body, load_private_key(ops_key[0]),
-                                                                             "ops1")))
+        collector.publish("edge/pole-test/cmd/clip", json.dumps(_sign(body, load_private_key(ops_key[0]))))
         wait_until(lambda: len(rx.files.get("case-7.mp4", b"")) >= 8000, 30, "8 kB of the clip at the receiver")
         if how == "SIGKILL":
             agent.kill()
@@ -244,5 +284,11 @@ def test_upload_continues_after_the_agent_is_killed(
         assert "resuming request case-7" in (tmp_path / "agent2.log").read_text()
         assert not list((tmp_path / "data" / "clips").glob("case-7*"))  # cleaned up once done
         assert (tmp_path / "data" / "clips" / "jobs.sqlite3").stat().st_mode & 0o077 == 0  # it held the token
+        # The token does not outlive its job on disk: not in the job store, its WAL, or anywhere under data_dir
+        # (the job ends a moment after its "done" reply).
+        def token_on_disk() -> list[Path]:
+            return [f for f in (tmp_path / "data").rglob("*") if f.is_file() and TOKEN.encode() in f.read_bytes()]
+
+        wait_until(lambda: not token_on_disk(), 10, "the token to be wiped from disk")
     finally:
         rx.stop()

@@ -96,3 +96,39 @@ def test_defaults_need_no_file() -> None:
 def test_credentials_not_in_summary() -> None:
     cfg = Config.model_validate({"camera": {"source": "rtsp://admin:hunter2@10.0.0.5/live"}})
     assert "hunter2" not in cfg.summary()
+
+
+def test_tls_hostname_switch_is_named_for_what_it_does() -> None:
+    # Issue 13.8: "insecure_skip_verify" only ever skipped the host-name check; the old name is refused.
+    from edge_agent.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="renamed insecure_skip_hostname_check"):
+        validate({"mqtt": {"tls": {"insecure_skip_verify": True}}})
+    assert validate({"mqtt": {"tls": {"insecure_skip_hostname_check": True}}}).mqtt.tls is not None
+
+
+def test_upload_allowed_hosts(tmp_path: Path) -> None:
+    import time
+
+    from edge_agent.clips.request import Limits, parse_clip_request
+    from edge_agent.commands import CommandRejected
+    from edge_agent.config import ConfigError, validate
+    from edge_agent.signing import SignedCommandVerifier, generate_keypair, iso_utc, sign_command
+
+    with pytest.raises(ConfigError, match=r"upload\.allowed_hosts"):
+        validate({"upload": {"allowed_hosts": ["https://evidence.example/x"]}})
+    assert validate({"upload": {"allowed_hosts": ["Evidence.Example"]}}).upload.allowed_hosts == ["evidence.example"]
+    key = generate_keypair(tmp_path / "ops.key", tmp_path / "ops.pub")
+    verifier = SignedCommandVerifier({"ops": key.public_key()}, tmp_path / "n.sqlite3", node_id="p1")
+    from datetime import UTC, datetime
+
+    now = time.time()
+    body = {"request_id": "c1", "camera": "cam0", "start": iso_utc(datetime.fromtimestamp(now - 20, UTC)),
+            "end": iso_utc(datetime.fromtimestamp(now - 10, UTC)), "agency": "City Police",
+            "upload_url": "https://elsewhere.example/in", "upload_token": "t"}
+    limits = Limits("cam0", 60, now - 100, False, ("evidence.example",))
+    with pytest.raises(CommandRejected, match=r"'elsewhere\.example' is not in upload\.allowed_hosts"):
+        parse_clip_request(sign_command(body, key, "ops", node_id="p1", command="clip"), verifier, now, limits)
+    ok = parse_clip_request(sign_command({**body, "upload_url": "https://EVIDENCE.example/in"}, key, "ops",
+                                         node_id="p1", command="clip"), verifier, now, limits)
+    assert ok.upload_host == "EVIDENCE.example"

@@ -76,12 +76,12 @@ def test_replayed_and_forged_commands_are_refused(tmp_path: Path) -> None:
 
     h = fuzz.build_harness(tmp_path)
     body = sign_command({"request_id": "h1", "list_id": "stolen", "action": "add", "plates": ["AB123CD"]},
-                        h.trusted, fuzz.TRUSTED_ID)
+                        h.trusted, fuzz.TRUSTED_ID, node_id="pole-fuzz", command="hotlist")
     payload = json.dumps(body).encode()
     assert h.router.handle("hotlist", payload)[1]["ok"] is True
     again = h.router.handle("hotlist", payload)[1]
     assert again["ok"] is False and again["error"].startswith("replayed nonce")
-    forged = fuzz.sign(h, {"request_id": "h2", "list_id": "stolen", "action": "delete"}, "untrusted")
+    forged = fuzz.sign(h, {"request_id": "h2", "list_id": "stolen", "action": "delete"}, "untrusted", "hotlist")
     reply = h.router.handle("hotlist", json.dumps(forged).encode())[1]
     assert reply["ok"] is False and reply["error"].startswith("bad signature")
     assert h.hotlists.sizes == {"stolen": 1}
@@ -96,19 +96,25 @@ def test_clip_with_an_unparsable_upload_url_is_refused_with_a_reason(tmp_path: P
     h = fuzz.build_harness(tmp_path)
     body = {"request_id": "c1", "camera": "cam0", "start": fuzz._iso(-100), "end": fuzz._iso(-95),
             "agency": "City Police", "upload_url": url, "upload_token": "t"}
-    for payload in (body, sign_command(body, h.trusted, fuzz.TRUSTED_ID)):
+    for payload in (body, sign_command(body, h.trusted, fuzz.TRUSTED_ID, node_id="pole-fuzz", command="clip")):
         reply = h.router.handle("clip", json.dumps(payload).encode())[1]
         assert reply["ok"] is False and not reply["error"].startswith("internal error"), reply
     assert reply["error"] == "malformed request: upload_url is not a valid URL"
 
 
 def test_clip_request_with_lone_surrogates_is_still_audited(tmp_path: Path) -> None:
+    import json
+
     h = fuzz.build_harness(tmp_path)
     payload = b'{"request_id": "c2", "agency": "\\ud800", "upload_url": "https://\\udfff/x"}'
     reply = h.router.handle("clip", payload)[1]
     assert reply["ok"] is False and reply["error"] == "missing signature", reply
-    last = (tmp_path / "data" / "audit.log").read_text().splitlines()[-1]
-    assert '"agency":"\\\\ud800"' in last and '"decision":"rejected"' in last
+    h.audit.tick(force=True)  # unsigned: counted in the next refusals summary, not recorded one by one
+    last = json.loads((tmp_path / "data" / "audit.log").read_text().splitlines()[-1])
+    assert last["entry"]["action"] == "refusals" and last["entry"]["counts"] == {"clip: missing signature": 1}
+    # A signed body cannot carry one: it has no canonical UTF-8 form, so no signature covers it.
+    assert h.router.handle("clip", b'{"request_id": "c3", "agency": "\\ud800", "key_id": "ops1", "signature": "AA=="}'
+                           )[1]["error"].startswith("bad signature")
 
 
 def test_ids_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
@@ -121,7 +127,7 @@ def test_ids_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
     rid, reply = h.router.handle("ping", b'{"request_id": "r1\\n"}')
     assert rid is None and reply["ok"] is False and reply["error"].startswith("request_id missing"), reply
     body = sign_command({"request_id": "h1", "list_id": "stolen\n", "action": "add", "plates": ["AB123CD"]},
-                        h.trusted, fuzz.TRUSTED_ID)
+                        h.trusted, fuzz.TRUSTED_ID, node_id="pole-fuzz", command="hotlist")
     reply = h.router.handle("hotlist", json.dumps(body).encode())[1]
     assert reply["ok"] is False and reply["error"].startswith("list_id"), reply
     with pytest.raises(ConfigError, match="node_id"):

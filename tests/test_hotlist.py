@@ -15,7 +15,8 @@ from edge_agent.hotlist import HotlistCommand, Hotlists
 class AcceptAll:
     """Stands in for the signature check, which tests/test_signing.py covers; here the list logic is tested."""
 
-    def verify(self, body: dict[str, Any], now: float) -> str:
+    def verify(self, body: dict[str, Any], now: float, *, command: str, fleet: bool = False) -> str:
+        assert command == "hotlist" and fleet
         return "ops-1"
 
 
@@ -63,7 +64,8 @@ def test_bad_commands_are_rejected_with_a_reason(tmp_path: Path, body: dict[str,
 def test_without_trusted_keys_signed_commands_are_refused(tmp_path: Path) -> None:
     from edge_agent.signing import SignedCommandVerifier
 
-    handler = HotlistCommand(Hotlists(tmp_path / "h.json", True), SignedCommandVerifier({}, tmp_path / "n.sqlite3"))
+    handler = HotlistCommand(Hotlists(tmp_path / "h.json", True), SignedCommandVerifier({}, tmp_path / "n.sqlite3",
+                                                                                       node_id="pole-a"))
     with pytest.raises(CommandRejected, match="no trusted keys"):
         handler(_cmd({"list_id": "x", "action": "add", "plates": []}))
 

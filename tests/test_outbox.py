@@ -91,3 +91,17 @@ def test_urgent_events_come_out_ahead_of_the_backlog(tmp_path: Path) -> None:
     assert alert_seq not in [p.seq for p in ob.pending(0, 1000)], "not sent twice through the normal path"
     ob.ack([alert_seq])
     assert ob.pending_urgent([], 10) == []
+
+
+def test_audit_records_are_never_dropped_by_the_bounds(tmp_path: Path) -> None:
+    # Issue 13.4: audit events are evidence; the disk budget drops plates and motion first, never them.
+    from edge_agent.events import PRIORITY_AUDIT
+
+    ob = Outbox(tmp_path / "o.sqlite3", "n1", 10, 20_000)
+    for i in range(40):
+        ob.append(Event("audit", {"audit_seq": i, "pad": "x" * 500}, PRIORITY_AUDIT))
+        ob.append(_plate(f"AB{i:03d}CD", pad=500))
+        ob.append(_motion(i))
+    kinds = [p.type for p in ob.pending_urgent([], 1000)]
+    assert kinds.count("audit") == 40
+    assert ob.stats().dropped.get("audit", 0) == 0 and ob.stats().dropped["plate"] > 0

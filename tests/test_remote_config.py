@@ -42,7 +42,8 @@ def _base(tmp_path: Path) -> Config:
 def _setup(tmp_path: Path, key: Ed25519PrivateKey, pub: Path) -> tuple[rc.RemoteConfig, list[int]]:
     base = _base(tmp_path)
     _cfg, st = rc.prepare(base, self_check_s=0)
-    verifier = SignedCommandVerifier({"ops": rc_load(pub)}, tmp_path / "data" / "nonces.sqlite3")
+    verifier = SignedCommandVerifier({"ops": rc_load(pub)}, tmp_path / "data" / "nonces.sqlite3",
+                                     node_id="pole-test")
     restarts: list[int] = []
     return rc.RemoteConfig(st, verifier, lambda: restarts.append(1)), restarts
 
@@ -54,7 +55,8 @@ def rc_load(pub: Path) -> Any:
 
 
 def _cmd(key: Ed25519PrivateKey, rid: str = "c1", **body: Any) -> Command:
-    return Command("config", rid, sign_command({"request_id": rid, **body}, key, "ops"))
+    return Command("config", rid, sign_command({"request_id": rid, **body}, key, "ops", node_id="pole-test",
+                                               command="config"))
 
 
 def test_whitelist_keys_exist_in_the_config_schema() -> None:
@@ -80,6 +82,10 @@ def test_merge_validates_like_the_file(tmp_path: Path) -> None:
         ({"set": {"motion.masks": [[[0, 0], [2, 0], [0, 1]]]}}, "outside 0..1"),
         ({"set": {}}, "nothing to change"),
         ({"set": ["motion.threshold"]}, "malformed request"),
+        # Issue 13.8: what a remote change may set is bounded, and no stray fields ride along.
+        ({"set": {"alpr.min_confidence": 1.0}}, "outside what a remote change may set: alpr.min_confidence"),
+        ({"set": {"motion.masks": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}}, "motion.masks cover 100%"),
+        ({"set": {"motion.threshold": 30}, "restart_shell": "rm -rf /"}, "unexpected field"),
     ],
 )
 def test_bad_changes_are_refused_and_nothing_is_written(tmp_path: Path, ops_key: tuple[Ed25519PrivateKey, Path],
@@ -148,7 +154,7 @@ def test_failed_self_check_rolls_back_to_the_previous_overlay(tmp_path: Path,
     rc.RemoteConfig(st, None, lambda: None).tick(_Agent(ok=True), lambda *_: None, connected=True)
     # Revision 2 (reset threshold, set alpha) fails its self-check.
     _cfg, st = rc.prepare(_base(tmp_path), self_check_s=0)
-    verifier = SignedCommandVerifier({"ops": rc_load(ops_key[1])}, data / "nonces.sqlite3")
+    verifier = SignedCommandVerifier({"ops": rc_load(ops_key[1])}, data / "nonces.sqlite3", node_id="pole-test")
     rc.RemoteConfig(st, verifier, lambda: None).handle(
         _cmd(ops_key[0], rid="c2", set={"motion.alpha": 0.5}, reset=["motion.threshold"]))
     cfg, st = rc.prepare(_base(tmp_path), self_check_s=0)
@@ -163,6 +169,33 @@ def test_failed_self_check_rolls_back_to_the_previous_overlay(tmp_path: Path,
     sent: list[tuple[str, dict[str, Any]]] = []
     rc.RemoteConfig(st, None, lambda: None).tick(_Agent(ok=True), lambda r, b: sent.append((r, b)), connected=True)
     assert [(r, b["ok"], b["state"], b["restored_revision"]) for r, b in sent] == [("c2", False, "rolled back", 1)]
+
+
+def test_a_clean_stop_during_the_self_check_does_not_roll_back(tmp_path: Path,
+                                                                ops_key: tuple[Ed25519PrivateKey, Path]) -> None:
+    remote, _ = _setup(tmp_path, *ops_key)
+    remote.handle(_cmd(ops_key[0], set={"motion.threshold": 40}))
+    cfg, st = rc.prepare(_base(tmp_path))  # the restart with the change; then SIGTERM mid self-check
+    assert cfg.motion.threshold == 40 and st.state == "pending self-check"
+    rc.RemoteConfig(st, None, lambda: None).on_clean_stop()
+    cfg, st = rc.prepare(_base(tmp_path))  # next start: still the change, self-check again
+    assert cfg.motion.threshold == 40 and st.state == "pending self-check"
+    cfg, st = rc.prepare(_base(tmp_path))  # but a crash after that is still a crash
+    assert cfg.motion.threshold == 25 and st.state.startswith("rolled back")
+
+
+def test_revision_numbers_are_never_reused_after_a_rollback(tmp_path: Path,
+                                                            ops_key: tuple[Ed25519PrivateKey, Path]) -> None:
+    remote, _ = _setup(tmp_path, *ops_key)
+    assert remote.handle(_cmd(ops_key[0], rid="c1", set={"motion.threshold": 40}))["revision"] == 1
+    rc.prepare(_base(tmp_path))
+    _cfg, st = rc.prepare(_base(tmp_path))  # crashed twice: rolled back to no overlay (revision 0)
+    assert st.revision == 0
+    verifier = SignedCommandVerifier({"ops": rc_load(ops_key[1])}, tmp_path / "data" / "nonces.sqlite3",
+                                     node_id="pole-test")
+    again = rc.RemoteConfig(st, verifier, lambda: None).handle(_cmd(ops_key[0], rid="c2",
+                                                                     set={"motion.threshold": 41}))
+    assert again["revision"] == 2  # not 1 again: "revision 1" names one change only
 
 
 def test_a_crash_before_the_self_check_decides_rolls_back(tmp_path: Path,
@@ -189,7 +222,7 @@ def test_end_to_end_signed_config_over_mqtt_restarts_in_place_and_commits(
     pid = agent.proc.pid
     wait_until(lambda: bool(collector.on("/health")), 30, "first health")
     body = sign_command({"request_id": "cfg-1", "set": {"motion.threshold": 33, "health.interval_s": 2}},
-                        ops_key[0], "ops")
+                        ops_key[0], "ops", node_id="pole-test", command="config")
     collector.publish("edge/pole-test/cmd/config", json.dumps(body))
     wait_until(lambda: len(collector.on("/reply/cfg-1")) >= 2, 40, "the pending and the committed replies")
     first, second = (m.json() for m in collector.on("/reply/cfg-1")[:2])

@@ -66,6 +66,10 @@ def _replies(collector: Collector, rid: str) -> list[dict[str, Any]]:
     return [m.json() for m in collector.on(f"/reply/{rid}")]
 
 
+def _bound(command: str, node: str = "pole-test") -> dict[str, str]:
+    return {"node_id": node, "command": command}
+
+
 def _send(collector: Collector, name: str, body: dict[str, Any]) -> None:
     collector.publish(f"{NODE}/cmd/{name}", json.dumps(body))
 
@@ -102,10 +106,11 @@ def test_command_signed_by_an_unknown_key_does_nothing(tmp_path: Path, broker: B
     wait_until(lambda: bool(collector.on("/status")) and bool(collector.on("/health")), 30, "the agent online")
     intruder = Ed25519PrivateKey.generate()
     hot = {"list_id": "stolen", "action": "replace", "plates": ["AB123CD"]}
-    _send(collector, "hotlist", sign_command({"request_id": "x1", **hot}, intruder, "intruder"))
-    _send(collector, "hotlist", sign_command({"request_id": "x2", **hot}, intruder, "ops1"))  # a trusted key's name
+    _send(collector, "hotlist", sign_command({"request_id": "x1", **hot}, intruder, "intruder", **_bound("hotlist")))
+    # The name of a trusted key, signed by another:
+    _send(collector, "hotlist", sign_command({"request_id": "x2", **hot}, intruder, "ops1", **_bound("hotlist")))
     _send(collector, "config", sign_command({"request_id": "x3", "set": {"motion.threshold": 200}}, intruder,
-                                            "intruder"))
+                                            "intruder", **_bound("config")))
     wait_until(lambda: all(_replies(collector, r) for r in ("x1", "x2", "x3")), 15, "replies to the forged commands")
     r1, r2, r3 = (_replies(collector, r)[0] for r in ("x1", "x2", "x3"))
     assert r1["ok"] is False and r1["error"].startswith("unknown key 'intruder'"), r1
@@ -119,7 +124,7 @@ def test_command_signed_by_an_unknown_key_does_nothing(tmp_path: Path, broker: B
     assert health["commands"]["rejected"] >= 3
     assert agent.proc is not None and agent.proc.poll() is None
     # Control: the same command signed by the trusted key is applied, so the refusals above are the key's doing.
-    _send(collector, "hotlist", sign_command({"request_id": "ok1", **hot}, ops, "ops1"))
+    _send(collector, "hotlist", sign_command({"request_id": "ok1", **hot}, ops, "ops1", **_bound("hotlist")))
     wait_until(lambda: bool(_replies(collector, "ok1")), 15, "reply to the properly signed command")
     assert _replies(collector, "ok1")[0]["ok"] is True
     assert json.loads((data / "hotlists.json").read_text())["lists"] == {"stolen": {"AB123CD": ""}}
@@ -147,7 +152,8 @@ def test_secrets_never_appear_in_logs_or_published_messages(tmp_path: Path, brok
     wait_until(lambda: bool(collector.on("/health")), 30, "the agent's first health message")
     clip = {"camera": "cam0", "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:10Z", "agency": "City Police",
             "upload_url": f"https://agency:{url_pw}@evidence.example/in?token={url_query}", "upload_token": token}
-    _send(collector, "clip", sign_command({"request_id": "c1", **clip}, ops, "ops1"))  # valid, refused later on
+    # Validly signed, refused later on (so recorded one by one, with the URL reduced to its host):
+    _send(collector, "clip", sign_command({"request_id": "c1", **clip}, ops, "ops1", **_bound("clip")))
     _send(collector, "clip", {"request_id": "c2", **clip})  # unsigned
     _send(collector, "clip", {"request_id": "c3", **clip, "upload_token": 5})  # malformed, logged with its reason
     _send(collector, "ping", {"request_id": "p1"})

@@ -8,11 +8,11 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.commands import CommandRejected
+from edge_agent.commands import CommandRejected, Unverified
 from edge_agent.signing import SignedCommandVerifier, parse_iso_utc
 
-REQUIRED = ("request_id", "camera", "start", "end", "agency", "upload_url", "upload_token", "expires", "nonce",
-            "key_id", "signature")
+REQUIRED = ("request_id", "node_id", "command", "camera", "start", "end", "agency", "upload_url", "upload_token",
+            "expires", "nonce", "key_id", "signature")
 _AGENCY = re.compile(r"^[\w .,'()&/-]{1,128}$")
 
 
@@ -41,6 +41,7 @@ class Limits:
     max_clip_s: float
     oldest_ts: float | None  # oldest footage still on disk, None when there is none
     allow_http: bool
+    allowed_hosts: tuple[str, ...] = ()  # upload.allowed_hosts; empty: any host
 
 
 def _split_url(value: str) -> urllib.parse.SplitResult:
@@ -57,8 +58,8 @@ def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, no
                        limits: Limits) -> ClipRequest:
     unexpected = sorted(set(body) - set(REQUIRED))
     if unexpected:
-        raise CommandRejected(f"unexpected fields: {unexpected[:10]}")
-    key_id = verifier.verify(body, now)
+        raise Unverified(f"unexpected fields: {unexpected[:10]}")
+    key_id = verifier.verify(body, now, command="clip")
     missing = [f for f in REQUIRED if f not in body]
     if missing:
         raise CommandRejected(f"malformed request: missing fields {missing}")
@@ -74,6 +75,11 @@ def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, no
         raise CommandRejected("malformed request: upload_url must be an https:// URL")
     if not url.hostname:
         raise CommandRejected("malformed request: upload_url has no host")
+    if url.query or url.fragment or "?" in body["upload_url"] or "#" in body["upload_url"]:
+        # The node names the files itself under this URL: a query or fragment could make two files one.
+        raise CommandRejected("malformed request: upload_url must have no query (?) or fragment (#)")
+    if limits.allowed_hosts and url.hostname.lower() not in limits.allowed_hosts:
+        raise CommandRejected(f"upload host {url.hostname[:64]!r} is not in upload.allowed_hosts")
     start, end = parse_iso_utc(body["start"], "start"), parse_iso_utc(body["end"], "end")
     if body["camera"] != limits.camera_id:
         raise CommandRejected(f"unknown camera {body['camera'][:64]!r}: this node records {limits.camera_id!r}")

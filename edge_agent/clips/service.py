@@ -13,7 +13,6 @@ the upload from the receiver's offset instead of losing the request.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,23 +26,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.audit import AuditError, AuditLog
+from edge_agent.audit_trail import AuditTrail
 from edge_agent.clips.manifest import build_manifest
 from edge_agent.clips.request import ClipRequest, Limits, parse_clip_request
 from edge_agent.clips.upload import Uploader, UploadError, UploadStopped
 from edge_agent.commands import Command, CommandRejected
-from edge_agent.events import PRIORITY_PLATE, Event
 from edge_agent.recorder import ClipError, Recorder
-from edge_agent.signing import SignedCommandVerifier, canonical_json
+from edge_agent.signing import SignedCommandVerifier
 
 log = logging.getLogger(__name__)
 
 Reply = Callable[[str, dict[str, Any]], None]
-Publish = Callable[[Event], None]
 
 
 class _Stopped(Exception):
@@ -59,6 +55,9 @@ class JobStore:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # Upload tokens are secrets: deleted rows are overwritten with zeros, and the WAL is emptied when a
+        # job ends, so no copy of a token outlives its job on disk.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS jobs (request_id TEXT PRIMARY KEY, accepted REAL NOT NULL,"
@@ -72,6 +71,7 @@ class JobStore:
     def remove(self, request_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE request_id = ?", (request_id,))
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def pending(self) -> list[tuple[ClipRequest, float]]:
         with self._lock:
@@ -92,15 +92,16 @@ class UploadStats:
 
 
 class ClipService:
-    def __init__(self, *, node_id: str, camera_id: str, recorder: Recorder, audit: AuditLog,
+    def __init__(self, *, node_id: str, camera_id: str, recorder: Recorder, audit: AuditTrail,
                  verifier: SignedCommandVerifier, node_key: Ed25519PrivateKey, uploader: Uploader,
-                 work_dir: Path, publish: Publish, max_clip_s: float, max_pending: int, wait_for_footage_s: float,
-                 progress_interval_s: float, allow_http: bool, give_up_after_s: float = 86400.0) -> None:
+                 work_dir: Path, max_clip_s: float, max_pending: int, wait_for_footage_s: float,
+                 progress_interval_s: float, allow_http: bool, give_up_after_s: float = 86400.0,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         self.node_id, self.camera_id = node_id, camera_id
         self.recorder, self.audit, self.verifier = recorder, audit, verifier
         self.node_key, self.uploader = node_key, uploader
         self.work_dir = work_dir
-        self.publish = publish
+        self.allowed_hosts = allowed_hosts
         self.max_clip_s, self.wait_for_footage_s = max_clip_s, wait_for_footage_s
         self.progress_interval_s, self.allow_http = progress_interval_s, allow_http
         self.stats = UploadStats()
@@ -127,6 +128,10 @@ class ClipService:
     def start(self, reply: Reply) -> None:
         self._reply = reply
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         self.uploader.stop.set()
@@ -159,26 +164,26 @@ class ClipService:
     # -- command thread --------------------------------------------------------------------------
 
     def handle(self, cmd: Command) -> dict[str, Any]:
+        """Refusals are put on record by the command router; acceptance is recorded here, before anything."""
         now = time.time()
         span = self.recorder.index.span()
-        limits = Limits(self.camera_id, self.max_clip_s, None if span is None else span[0], self.allow_http)
-        try:
-            req = parse_clip_request(cmd.body, self.verifier, now, limits)
-        except CommandRejected as exc:
-            self._audit("rejected", cmd.request_id, cmd.body, reason=str(exc))
-            raise
+        limits = Limits(self.camera_id, self.max_clip_s, None if span is None else span[0], self.allow_http,
+                        self.allowed_hosts)
+        req = parse_clip_request(cmd.body, self.verifier, now, limits)
+        if self.audit.log.was_accepted("clip_request", req.request_id):
+            # The receiver may still hold that request's files: reusing the id could report "done" for them.
+            raise CommandRejected(f"duplicate request_id: {req.request_id} was accepted before (audit log); "
+                                  "use a new request_id for every request")
         with self._lock:
             duplicate = req.request_id in self._accepted
             busy = duplicate or self.stats.pending >= self._max_pending
             if not busy:
                 self._accepted[req.request_id] = now
         if busy:
-            reason = (f"busy: request {req.request_id} is already being handled" if duplicate else
-                      f"busy: {self._max_pending} clip requests already pending (clips.max_pending)")
-            self._audit("rejected", cmd.request_id, cmd.body, reason=reason)
-            raise CommandRejected(reason)
+            raise CommandRejected(f"busy: request {req.request_id} is already being handled" if duplicate else
+                                  f"busy: {self._max_pending} clip requests already pending (clips.max_pending)")
         # No footage leaves the pole unless the request is on record first.
-        if not self._audit("accepted", req.request_id, cmd.body, key_id=req.key_id):
+        if self.audit.decision("clip", "accepted", req.request_id, cmd.body) is None:
             with self._lock:
                 self._accepted.pop(req.request_id, None)
             raise CommandRejected("audit log unavailable: the request cannot be recorded, so it is refused")
@@ -189,33 +194,8 @@ class ClipService:
             self._staged[req.request_id] = req
         return {"state": "accepted"}
 
-    def audit_malformed(self, payload: bytes, reason: str) -> None:
-        """A cmd/clip that is not even a JSON object with a request_id: it cannot be answered, only recorded."""
-        self._audit("rejected", None, {}, reason=reason, payload_bytes=len(payload))
-
-    def _audit(self, decision: str, request_id: str | None, body: dict[str, Any], **extra: Any) -> bool:
-        entry: dict[str, Any] = {"action": "clip_request", "decision": decision, "request_id": request_id}
-        for name in ("camera", "start", "end", "agency", "key_id", "nonce"):
-            value = body.get(name)
-            if isinstance(value, str):
-                entry[name] = value[:128]
-        url = body.get("upload_url")
-        if isinstance(url, str):
-            # Host only: paths and queries of upload URLs may carry credentials, the token is never kept.
-            with contextlib.suppress(ValueError):
-                entry["upload_host"] = urlsplit(url).netloc.rpartition("@")[2][:128]
-        entry.update(extra)
-        # JSON text may carry lone surrogates, which UTF-8 (the audit log) cannot: keep them, escaped.
-        entry = {k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
-                 for k, v in entry.items()}
-        try:
-            rec = self.audit.append(entry)
-        except AuditError as exc:
-            log.error("%s", exc)
-            return False
-        self.publish(Event("audit", {"audit_seq": rec.seq, "audit_hash": rec.hash, "prev_hash": rec.prev, **entry},
-                           PRIORITY_PLATE))
-        return True
+    def _audit(self, decision: str, request_id: str, **extra: Any) -> None:
+        self.audit.decision("clip", decision, request_id, {}, **extra)
 
     # -- worker thread ---------------------------------------------------------------------------
 
@@ -229,29 +209,38 @@ class ClipService:
             req = self._jobs.get()
             if req is None:
                 return
-            with self._lock:
-                self.stats.pending -= 1
-            self.stats.active = req.request_id
             try:
-                result = self._process(req)
-                self.stats.done += 1
-                self._audit("uploaded", req.request_id, {}, **result)
-                self._send(req, "done", **result)
-            except (_Stopped, UploadStopped):
-                log.info("clips: request %s continues at the next start", req.request_id)
-                return  # job, hold and files stay for the next start
-            except (ClipError, UploadError, OSError) as exc:
-                self.stats.failed += 1
-                self._audit("failed", req.request_id, {}, reason=str(exc))
-                self._send(req, "failed", ok=False, error=str(exc))
+                if not self._job(req):
+                    return  # stopping: job, hold and files stay for the next start
             except Exception:
-                log.exception("clips: request %s failed", req.request_id)
-                self.stats.failed += 1
-                self._audit("failed", req.request_id, {}, reason="internal error")
-                self._send(req, "failed", ok=False, error="internal error while producing the clip")
-            finally:
-                self.stats.active = ""
-            self._end(req)
+                # Nothing may end this thread but a stop: the next request must still be served.
+                log.exception("clips: request %s: error outside the job", req.request_id)
+
+    def _job(self, req: ClipRequest) -> bool:
+        with self._lock:
+            self.stats.pending -= 1
+        self.stats.active = req.request_id
+        try:
+            result = self._process(req)
+            self.stats.done += 1
+            self._audit("uploaded", req.request_id, **result)
+            self._send(req, "done", **result)
+        except (_Stopped, UploadStopped):
+            log.info("clips: request %s continues at the next start", req.request_id)
+            return False
+        except (ClipError, UploadError, OSError) as exc:
+            self.stats.failed += 1
+            self._audit("failed", req.request_id, reason=str(exc))
+            self._send(req, "failed", ok=False, error=str(exc))
+        except Exception:
+            log.exception("clips: request %s failed", req.request_id)
+            self.stats.failed += 1
+            self._audit("failed", req.request_id, reason="internal error")
+            self._send(req, "failed", ok=False, error="internal error while producing the clip")
+        finally:
+            self.stats.active = ""
+        self._end(req)
+        return True
 
     def _end(self, req: ClipRequest) -> None:
         for path in self._files(req):
@@ -286,7 +275,7 @@ class ClipService:
         self.uploader.upload(req.upload_url, req.upload_token, manifest_path, manifest_path.name, progress)
         c = manifest["clip"]
         return {"sha256": c["sha256"], "bytes": c["bytes"], "frames": c["frames"],
-                "manifest_sha256": _sha(canonical_json(manifest)), "upload_host": req.upload_host}
+                "manifest_sha256": _sha(manifest_path.read_bytes()), "upload_host": req.upload_host}
 
     def _cut(self, req: ClipRequest, clip: Path, manifest_path: Path) -> dict[str, Any]:
         deadline = time.monotonic() + self.wait_for_footage_s

@@ -9,8 +9,10 @@ For each file ``{upload_url}/{name}``:
   ``Content-Type: application/offset+octet-stream`` and the next chunk as body → ``204`` with the
   new ``Upload-Offset``. ``409`` means the offset was wrong: ask again with ``HEAD``.
 
-A broken connection or a 5xx is retried with exponential backoff, asking the receiver how much it
-has before continuing, so an interrupted upload resumes where it stopped. Any other 4xx (a refused
+The upload is complete only when a final ``HEAD`` says the receiver holds exactly the file's length; an
+offset beyond it (another file under that name) fails the upload. A broken connection or a 5xx is
+retried with exponential backoff, asking the receiver how much it has before continuing, so an
+interrupted upload resumes where it stopped. Any other 4xx (a refused
 token, a bad URL) fails at once. The bearer token is sent only in the header and never logged.
 """
 
@@ -115,7 +117,7 @@ class Uploader:
         auth = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
         conn = self._connect(url)
         try:
-            offset = self._offset(conn, target, auth)
+            offset = self._within(self._offset(conn, target, auth), total)
             if progress:
                 progress(name, offset, total)
             with open(path, "rb") as f:
@@ -138,12 +140,19 @@ class Uploader:
                     resp = conn.getresponse()
                     resp.read()
                     if resp.status == 409:
-                        offset = self._offset(conn, target, auth)
+                        offset = self._within(self._offset(conn, target, auth), total)
                         continue
                     self._check(resp.status, "PATCH")
-                    offset = int(resp.getheader("Upload-Offset") or offset + len(chunk))
+                    answered = resp.getheader("Upload-Offset")
+                    if answered is None:
+                        raise _Retry("receiver did not confirm the offset (no Upload-Offset)")
+                    offset = self._within(int(answered), total)
                     if progress:
                         progress(name, offset, total)
+            # "done" is for bytes the receiver has, not bytes we sent: ask it once more.
+            confirmed = self._within(self._offset(conn, target, auth), total)
+            if confirmed != total:
+                raise _Retry(f"receiver holds {confirmed} of {total} bytes after the last chunk")
         except (OSError, http.client.HTTPException) as exc:
             raise _Retry(f"{type(exc).__name__}: {exc}") from None
         except ValueError:
@@ -158,7 +167,18 @@ class Uploader:
         if resp.status == 404:
             return 0
         self._check(resp.status, "HEAD")
-        return int(resp.getheader("Upload-Offset") or 0)
+        answered = resp.getheader("Upload-Offset")
+        if answered is None:
+            raise _Retry("receiver did not say how much it has (no Upload-Offset)")
+        return int(answered)
+
+    @staticmethod
+    def _within(offset: int, total: int) -> int:
+        if not 0 <= offset <= total:
+            # More than we have means the receiver holds another file under this name: never "done" on it.
+            raise UploadError(f"receiver reports offset {offset} for a file of {total} bytes: it holds a "
+                              "different file under this name")
+        return offset
 
     @staticmethod
     def _check(status: int, method: str) -> None:
