@@ -15,6 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from edge_agent import preflight
 from edge_agent.alpr.types import ModelError
 from edge_agent.audit import AuditError, AuditLog
 from edge_agent.audit_trail import AuditTrail, audit_path
@@ -28,7 +29,7 @@ from edge_agent.hotlist import HotlistCommand, Hotlists
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.pipeline import FramePipeline, Reader
-from edge_agent.provision import check_secret_files, node_identity_path, node_key_path
+from edge_agent.provision import node_identity_path, node_key_path
 from edge_agent.remote_config import RemoteConfig, State
 from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key, load_trusted_keys
 from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source, redact
@@ -96,10 +97,11 @@ class Agent:
                  remote: State | None = None) -> None:
         self.cfg = cfg
         self.stats = PipelineStats()
-        # A key others can read is a key others can copy: better not to run than to run as a cloneable node.
-        unsafe = check_secret_files(cfg)
-        if unsafe:
-            raise StartupError("; ".join(unsafe))
+        # The same checks check-config makes (edge_agent/preflight.py): what it calls OK starts.
+        pre = preflight.check(cfg, create_data_dir=True, load_models=False)
+        problems = [p for p in pre.problems if source is None or not p.startswith("camera.source")]
+        if problems:
+            raise StartupError("; ".join(problems))
         try:
             self.outbox = Outbox(Path(cfg.data_dir) / "outbox.sqlite3", cfg.node_id, cfg.outbox.max_events,
                                  int(cfg.outbox.max_mb * 2**20))
@@ -213,9 +215,11 @@ class Agent:
         while not self._stop.is_set():
             self._progress = time.monotonic()
             frame = self.frames.get(timeout=0.5)
-            if frame is None:
-                continue
-            for event in self.pipeline.process(frame):
+            # No frame for 0.5 s (the camera stalled, died or its file ended): tracks and motion still
+            # end on time, so the last vehicle is published within tracking.max_gap_s + 0.5 s.
+            events = self.pipeline.process(frame) if frame is not None else self.pipeline.tick(
+                time.monotonic(), time.time())
+            for event in events:
                 self._store(event)
         for event in self.pipeline.flush():
             self._store(event)
@@ -290,8 +294,13 @@ class Agent:
             self.stats.events_lost += len(self._held)
             log.error("outbox: %d events could not be written to disk before stopping and are lost", len(self._held))
         self.link.stop()
+        queued = self.outbox.depth
         self.outbox.close()
         self.pipeline.close()
+        if queued:
+            log.info("stopped; %d events in the outbox, sent at the next start", queued)
+        else:
+            log.info("stopped; the outbox is empty")
 
     def publish_health(self) -> dict[str, Any]:
         snap = self.health.snapshot()

@@ -35,6 +35,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_agent.atomic_file import replace_file
 from edge_agent.signing import canonical_json
 
 log = logging.getLogger(__name__)
@@ -77,17 +78,6 @@ def log_files(log_path: Path) -> list[Path]:
     rotated = sorted((p for p in log_path.parent.glob("audit-*.log") if _ROTATED.match(p.name)),
                      key=lambda p: int(_ROTATED.match(p.name).group(1)))  # type: ignore[union-attr]
     return rotated + ([log_path] if log_path.exists() else [])
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def read_head(log_path: Path) -> tuple[int, str] | None:
@@ -206,7 +196,7 @@ class AuditLog:
             if entry.get("decision") == "accepted" and isinstance(entry.get("request_id"), str):
                 self._accepted.add((str(entry.get("action")), entry["request_id"]))
             try:
-                _write_atomic(head_path(self.path), canonical_json({"seq": seq, "hash": digest}))
+                replace_file(head_path(self.path), canonical_json({"seq": seq, "hash": digest}), 0o640)
                 if os.fstat(self._fd).st_size >= self._max_bytes:
                     self._rotate(seq)
             except OSError as exc:

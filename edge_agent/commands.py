@@ -32,6 +32,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_NESTING = 32  # a real command nests 3 deep (hotlist plates); json recurses once per level
 _WARN_EVERY_S = 10.0
+# Replies to refusals anyone can provoke (junk, forgeries, replays) share the link with plate events:
+# past this rate they are counted, not sent, so a flood cannot queue thousands of replies ahead of plates.
+REFUSAL_REPLIES_PER_S = 10.0
+REFUSAL_REPLY_BURST = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,17 @@ class CommandRouter:
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
         self._last_warning = 0.0
         self._quiet = 0
+        self._tokens = REFUSAL_REPLY_BURST
+        self._refilled = time.monotonic()
+
+    def _may_answer_refusal(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(REFUSAL_REPLY_BURST, self._tokens + (now - self._refilled) * REFUSAL_REPLIES_PER_S)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
     def register(self, name: str, handler: Handler, signed: bool = False) -> None:
         self._handlers[name] = handler
@@ -166,22 +181,29 @@ class CommandRouter:
 
     def handle(self, name: str, payload: bytes) -> tuple[str | None, dict[str, Any]]:
         """Parses and runs one command; returns (request_id or None, reply)."""
+        rid, reply, _ = self._handle(name, payload)
+        return rid, reply
+
+    def _handle(self, name: str, payload: bytes) -> tuple[str | None, dict[str, Any], bool]:
+        """(request_id or None, reply, whether it is a refusal anyone could have provoked)."""
         try:
             body = parse_command(payload)
         except Unverified as exc:
-            return None, self._reject(name, str(exc), None, None)
+            return None, self._reject(name, str(exc), None, None), True
         rid: str = body["request_id"]
         handler = self._handlers.get(name)
         if handler is None:
-            return rid, self._reject(name, f"unknown command {name[:64]!r}; known: {sorted(self._handlers)}", rid, None)
+            return rid, self._reject(name, f"unknown command {name[:64]!r}; known: {sorted(self._handlers)}", rid,
+                                     None), True
         try:
             result = handler(Command(name, rid, body))
         except CommandRejected as exc:
-            return rid, self._reject(name, str(exc), rid, None if isinstance(exc, Unverified) else body)
+            unverified = isinstance(exc, Unverified)
+            return rid, self._reject(name, str(exc), rid, None if unverified else body), unverified
         except Exception:
             log.exception("commands: handler for cmd/%s failed", name)
-            return rid, self._reject(name, "internal error while handling the command", rid, body)
-        return rid, {"request_id": rid, "command": name, "ok": True, **result}
+            return rid, self._reject(name, "internal error while handling the command", rid, body), False
+        return rid, {"request_id": rid, "command": name, "ok": True, **result}, False
 
     def _reject(self, name: str, reason: str, rid: str | None, verified_body: dict[str, Any] | None) -> dict[str, Any]:
         """``verified_body`` is the body of a command whose signature checks passed, else None."""
@@ -218,9 +240,13 @@ class CommandRouter:
             if item is None:
                 return
             try:
-                rid, reply = self.handle(*item)
-                if rid is not None and self._reply is not None:
-                    self._reply(rid, reply)
+                rid, reply, unverified = self._handle(*item)
+                if rid is None or self._reply is None:
+                    continue
+                if unverified and not self._may_answer_refusal():
+                    self._stats.commands_unanswered += 1
+                    continue
+                self._reply(rid, reply)
             except Exception:  # one bad command (or a failed reply) must not end the thread
                 self._stats.command_errors += 1
                 log.exception("commands: error while answering cmd/%s", item[0][:64])

@@ -192,6 +192,12 @@ class MqttConfig(_Section):
     reconnect_min_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = 50
+    # MQTT 5 is what lets the node see a broker refuse a publish (PUBACK reason code) or a subscription
+    # (SUBACK); 3.1.1 stays for brokers that lack it, where a refused publish is acknowledged like any other.
+    protocol: Literal["5", "3.1.1"] = "5"
+    # MQTT 5 only: how long the broker keeps this node's session (its cmd subscription and the commands
+    # queued for it) after the link drops. 4294967295 = never expires.
+    session_expiry_s: Annotated[int, Field(ge=60, le=4_294_967_295)] = 7 * 24 * 3600
 
     @field_validator("prefix")
     @classmethod
@@ -356,11 +362,32 @@ class Config(_Section):
         )
 
 
+def _did_you_mean(loc: tuple[Any, ...]) -> str | None:
+    """The nearest known key where an unknown one was found ("camera.soruce" -> "source")."""
+    import difflib
+
+    model: Any = Config
+    for part in loc[:-1]:
+        field_info = getattr(model, "model_fields", {}).get(part)
+        if field_info is None:
+            return None
+        ann = field_info.annotation
+        # "TlsConfig | None" and similar: the section model inside the annotation.
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if hasattr(a, "model_fields")]
+        if not candidates:
+            return None
+        model = candidates[0]
+    known = list(getattr(model, "model_fields", {}))
+    match = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def _describe(err: dict[str, Any]) -> str:
     key = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{key}: unknown key"
+        hint = _did_you_mean(err["loc"])
+        return f"{key}: unknown key" + (f" (did you mean {hint}?)" if hint else "")
     if kind == "missing":
         return f"{key}: required key is missing"
     msg = str(err["msg"]).removeprefix("Value error, ")
@@ -395,6 +422,17 @@ def _nesting(text: str) -> int:
         elif ch in "]}":
             depth = max(depth - 1, 0)
     return deepest
+
+
+DEFAULT_CONFIG = Path("/etc/edge-agent/edge-agent.toml")
+
+
+def resolve_config(given: Path | None) -> Path | None:
+    """The one default every command uses: the file given, else the pole's file when it exists, else None
+    (the embedded defaults)."""
+    if given is not None:
+        return given
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
 def load(path: Path | None) -> Config:

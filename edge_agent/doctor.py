@@ -8,6 +8,7 @@ any check FAILs, so install scripts and technicians' checklists can rely on it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -21,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_agent.config import Config, ConfigError, load
+from edge_agent.config import DEFAULT_CONFIG, Config, ConfigError, load, resolve_config
 
-Status = Literal["OK", "WARN", "FAIL"]
-DEFAULT_CONFIG = Path("/etc/edge-agent/edge-agent.toml")
+Status = Literal["OK", "WARN", "FAIL", "SKIP"]
 TEST_PLATE = "AB123CD"
 UNIT = "edge-agent.service"
 
@@ -290,12 +290,24 @@ def check_models(cfg: Config) -> Result:
 @dataclass
 class _Mqtt:
     client: Any
+    v5: bool
     connected: threading.Event = field(default_factory=threading.Event)
     refused: str = ""
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    session_present: bool = False
     subscribed: threading.Event = field(default_factory=threading.Event)
-    granted: list[int] = field(default_factory=list)
-    got: threading.Event = field(default_factory=threading.Event)
+    suback: list[Any] = field(default_factory=list)  # paho ReasonCodes
+    published: threading.Event = field(default_factory=threading.Event)
+    puback: Any = None  # paho ReasonCode
+    lost: str = ""  # why the connection closed, once it has
+
+
+# How long the broker keeps the doctor's session should the doctor die before it ends it (MQTT 5).
+_DOCTOR_SESSION_S = 60
+
+
+def _reason(rc: Any) -> str:
+    value = getattr(rc, "value", None)
+    return f"{rc} (0x{value:02X})" if isinstance(value, int) else str(rc)
 
 
 def _mqtt_client(cfg: Config) -> _Mqtt:
@@ -305,36 +317,86 @@ def _mqtt_client(cfg: Config) -> _Mqtt:
     from edge_agent.mqtt_link import apply_credentials
 
     m = cfg.mqtt
-    # Never the agent's own client id: that would take over (and clean) its persistent session.
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-agent-{cfg.node_id}-doctor-{secrets.token_hex(3)}",
-                    clean_session=True, protocol=mqtt.MQTTv311)
-    st = _Mqtt(c)
+    # Never the agent's own client id: that would take over its persistent session. A broker that ties
+    # client ids to the certificate (config/mosquitto/mosquitto.conf) does it anyway: see _end_session.
+    cid = f"edge-agent-{cfg.node_id}-doctor-{secrets.token_hex(3)}"
+    if m.protocol == "5":
+        # manual_ack: a command delivered to this connection is never acknowledged, so when the doctor has
+        # taken over the agent's session the broker delivers it again to the agent.
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5, manual_ack=True)
+    else:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True, protocol=mqtt.MQTTv311)
+    st = _Mqtt(c, m.protocol == "5")
     apply_credentials(c, m)
 
-    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def on_connect(_c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             st.refused = str(rc)
+        st.session_present = bool(getattr(flags, "session_present", False))
         st.connected.set()
 
+    def on_disconnect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        st.lost = _reason(rc)
+
     def on_subscribe(_c: Any, _u: Any, _mid: int, rcs: list[Any], _p: Any) -> None:
-        st.granted = [int(getattr(r, "value", r)) for r in rcs]
+        st.suback = list(rcs)
         st.subscribed.set()
 
-    def on_message(_c: Any, _u: Any, msg: Any) -> None:
-        st.messages.append((msg.topic, bytes(msg.payload)))
-        st.got.set()
+    def on_publish(_c: Any, _u: Any, _mid: int, rc: Any, _p: Any) -> None:
+        st.puback = rc
+        st.published.set()
 
     c.on_connect = on_connect
+    c.on_disconnect = on_disconnect
     c.on_subscribe = on_subscribe
-    c.on_message = on_message
+    c.on_publish = on_publish
     return st
 
 
+def _connect_kwargs(cfg: Config) -> dict[str, Any]:
+    if cfg.mqtt.protocol != "5":
+        return {}
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = _DOCTOR_SESSION_S
+    # clean_start=False: where the broker makes this the agent's own client id, a clean start would wipe
+    # the agent's session (its subscription and the commands queued for it).
+    return {"clean_start": False, "properties": props}
+
+
+def _end_session(cfg: Config, st: _Mqtt) -> None:
+    """Disconnects, leaving the agent's session as it was (MQTT 5), or no session at all."""
+    if not st.v5:
+        st.client.disconnect()
+        return
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+    # A session that was already there is the agent's (the broker tied our id to its certificate): give it
+    # back its own expiry. Otherwise the session is the doctor's alone and ends now.
+    props.SessionExpiryInterval = cfg.mqtt.session_expiry_s if st.session_present else 0
+    st.client.disconnect(properties=props)
+
+
+def _wait(st: _Mqtt, ev: threading.Event, timeout: float) -> bool:
+    """True once ``ev`` is set; False on timeout or when the connection closed first."""
+    deadline = time.monotonic() + timeout
+    while not ev.is_set():
+        if st.lost or time.monotonic() >= deadline:
+            return ev.is_set()
+        ev.wait(0.05)
+    return True
+
+
 def check_mqtt(cfg: Config, timeout: float = 5.0) -> list[Result]:
-    """Two results: the broker connection (TLS, credentials) and a publish/subscribe round trip."""
+    """Two results: the broker connection (TLS, credentials) and this node's publish/subscribe rights."""
     m = cfg.mqtt
     where = f"{m.host}:{m.port}"
-    skipped = Result("mqtt-rt", "FAIL", "round trip not tried: no broker connection", "fix the broker line first")
+    skipped = Result("mqtt-rt", "FAIL", "publish/subscribe rights not checked: no broker connection",
+                     "fix the broker line first")
     try:
         st = _mqtt_client(cfg)
     except (OSError, ssl.SSLError, ValueError) as exc:
@@ -343,7 +405,7 @@ def check_mqtt(cfg: Config, timeout: float = 5.0) -> list[Result]:
                 skipped]
     c = st.client
     try:
-        c.connect(m.host, m.port, keepalive=max(5, min(m.keepalive_s, 30)))
+        c.connect(m.host, m.port, keepalive=max(5, min(m.keepalive_s, 30)), **_connect_kwargs(cfg))
     except ssl.SSLCertVerificationError as exc:
         return [Result("broker", "FAIL", f"{where}: TLS certificate not trusted: {exc.verify_message}",
                        "mqtt.tls.ca_file must be the CA that signed the broker's certificate, and mqtt.host "
@@ -360,7 +422,11 @@ def check_mqtt(cfg: Config, timeout: float = 5.0) -> list[Result]:
                        "check the network route/firewall to the broker and mqtt.host"), skipped]
     c.loop_start()
     try:
-        if not st.connected.wait(timeout):
+        if not _wait(st, st.connected, timeout):
+            if st.lost:
+                return [Result("broker", "FAIL", f"{where}: the broker closed the connection: {st.lost}",
+                               "check that the broker accepts this node's certificate (the CA in its cafile, "
+                               "not revoked) and the port is an MQTT listener"), skipped]
             return [Result("broker", "FAIL", f"{where}: no answer to CONNECT within {timeout:g} s",
                            "check the port is an MQTT listener (TLS port needs [mqtt.tls]) and the firewall"), skipped]
         if st.refused:
@@ -371,42 +437,96 @@ def check_mqtt(cfg: Config, timeout: float = 5.0) -> list[Result]:
         auth = f", user {m.username}" if m.username else ""
         cert = ", client certificate" if m.tls is not None and m.tls.cert_file is not None else ""
         if m.tls is None:
-            broker = Result("broker", "WARN", f"{where}: connected over plain TCP{auth}: traffic is not encrypted",
-                            "configure [mqtt.tls] (docs/deployment.md)")
+            broker = Result("broker", "WARN", f"{where}: connected over plain TCP{auth}, MQTT {m.protocol}: "
+                            "traffic is not encrypted", "configure [mqtt.tls] (docs/deployment.md)")
         elif m.tls.insecure_skip_hostname_check:
             broker = Result("broker", "WARN", f"{where}: connected over TLS without checking that the broker's "
                             f"certificate names {m.host} (the chain is still verified)",
                             "set mqtt.tls.insecure_skip_hostname_check = false")
         else:
-            broker = Result("broker", "OK", f"{where}: connected ({how}{cert}{auth})")
-        return [broker, _round_trip(cfg, st, timeout)]
+            broker = Result("broker", "OK", f"{where}: connected ({how}{cert}{auth}, MQTT {m.protocol})")
+        return [broker, _rights(cfg, st, timeout)]
     finally:
-        c.disconnect()
+        with contextlib.suppress(Exception):
+            _end_session(cfg, st)
         c.loop_stop()
 
 
-def _round_trip(cfg: Config, st: _Mqtt, timeout: float) -> Result:
-    topic = f"{cfg.mqtt.prefix}/{cfg.node_id}/doctor/{secrets.token_hex(4)}"
-    fix = f"the broker's ACL must let this node's user read and write {cfg.mqtt.prefix}/{cfg.node_id}/#"
-    st.client.subscribe(topic, qos=1)
-    if not st.subscribed.wait(timeout):
-        return Result("mqtt-rt", "FAIL", f"no SUBACK for {topic} within {timeout:g} s", fix)
-    if any(g >= 0x80 for g in st.granted):
-        return Result("mqtt-rt", "FAIL", f"subscription to {topic} refused by the broker", fix)
-    payload = secrets.token_bytes(8).hex().encode()
+def _certificate_cn(cfg: Config) -> str | None:
+    t = cfg.mqtt.tls
+    if t is None or t.cert_file is None:
+        return None
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        names = x509.load_pem_x509_certificate(t.cert_file.read_bytes()).subject.get_attributes_for_oid(
+            NameOID.COMMON_NAME)
+    except (OSError, ValueError):
+        return None
+    return str(names[0].value) if names else None
+
+
+def _rights(cfg: Config, st: _Mqtt, timeout: float) -> Result:
+    """Proves with the broker's own answers (MQTT 5 reason codes) what this node needs: to read its
+    ``cmd/`` topics and to write under its base. Not a round trip: a least-privilege ACL rightly
+    forbids a node to read what it writes."""
+    from edge_agent.mqtt_link import Topics
+
+    m = cfg.mqtt
+    topics = Topics(m.prefix, cfg.node_id)
+    cn = _certificate_cn(cfg)
+    user = cn or m.username or "(anonymous)"
+    who = (f"; the client certificate's CN is {cn!r} but node_id is {cfg.node_id!r}: a broker with "
+           f"use_identity_as_username knows this node as {cn!r}: set node_id = {cn!r} or have the operations "
+           f"room sign a certificate for {cfg.node_id!r}" if cn is not None and cn != cfg.node_id else "")
+
+    def closed() -> str:
+        return f" (the broker closed the connection: {st.lost})" if st.lost else ""
+
+    read_fix = f"the broker's ACL must let user {user} read {topics.base}/cmd/# (config/mosquitto/acl){who}"
+    write_fix = (f"the broker's ACL must let user {user} write {topics.base}/events/#, health, status and reply/# "
+                 f"(config/mosquitto/acl){who}")
     t0 = time.monotonic()
-    st.client.publish(topic, payload, qos=1)
-    if not st.got.wait(timeout):
-        return Result("mqtt-rt", "FAIL", f"published to {topic} but nothing came back within {timeout:g} s", fix)
+    st.client.subscribe(topics.cmd_filter, qos=1)
+    if not _wait(st, st.subscribed, timeout):
+        return Result("mqtt-rt", "FAIL", f"no SUBACK for {topics.cmd_filter} within {timeout:g} s{closed()}",
+                      read_fix)
+    refused = [rc for rc in st.suback if rc.is_failure]
+    if refused:
+        return Result("mqtt-rt", "FAIL", f"the broker refused the subscription to {topics.cmd_filter}: "
+                      f"{_reason(refused[0])}: commands would never reach this node", read_fix)
+    request_id = f"doctor-{secrets.token_hex(4)}"
+    topic = topics.reply(request_id)
+    # A reply topic: the node may write there, nobody waits for this request id, and a consumer of reply/#
+    # reads a well-formed reply. Not retained, so it overwrites nothing.
+    body = json.dumps({"request_id": request_id, "command": "doctor", "ok": True, "node_id": cfg.node_id})
+    st.client.publish(topic, body, qos=1)
+    if not _wait(st, st.published, timeout):
+        return Result("mqtt-rt", "FAIL", f"no PUBACK for a publish to {topic} within {timeout:g} s{closed()}",
+                      write_fix)
     ms = (time.monotonic() - t0) * 1000
-    if (topic, payload) not in st.messages:
-        return Result("mqtt-rt", "FAIL", f"round trip on {topic} returned a different message", fix)
-    return Result("mqtt-rt", "OK", f"publish/subscribe round trip on {cfg.mqtt.prefix}/{cfg.node_id}/ in {ms:.0f} ms")
+    if st.puback.is_failure:
+        return Result("mqtt-rt", "FAIL", f"the broker refused a publish to {topic}: {_reason(st.puback)}: "
+                      "events would stay on this pole", write_fix)
+    sub = ", ".join(str(rc) for rc in st.suback)
+    if not st.v5:
+        return Result("mqtt-rt", "WARN", f"subscription to {topics.cmd_filter} granted ({sub}), publish to {topic} "
+                      "acknowledged, but MQTT 3.1.1 cannot show a refusal: a broker acknowledges a publish its "
+                      "ACL drops, so events could be lost unseen",
+                      'set mqtt.protocol = "5" (the broker must speak MQTT 5; mosquitto 2 does)')
+    return Result("mqtt-rt", "OK", f"the broker lets this node write {topics.base}/ (PUBACK {st.puback} for "
+                  f"{topic}) and subscribe to {topics.cmd_filter} ({sub}), MQTT 5, in {ms:.0f} ms")
 
 
 def check_disk(cfg: Config) -> Result:
+    from edge_agent.preflight import data_dir_problem
+
     d = Path(cfg.data_dir)
     fix_dir = f"create it writable by the edge-agent user: install -d -o edge-agent -m 0750 {d}"
+    why = data_dir_problem(d, create=False)
+    if why:
+        return Result("disk", "FAIL", why + " (the agent refuses to start)", fix_dir)
     probe = d
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -442,9 +562,26 @@ def check_disk(cfg: Config) -> Result:
 CHECKS = ("config", "keys", "camera", "models", "broker", "mqtt-rt", "clock", "disk", "systemd")
 
 
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def pole_config_warnings(cfg: Config) -> list[Result]:
+    """What a pole's own config should not say: it works on a bench, and reads nothing on a street."""
+    out = []
+    if cfg.camera.source == "demo":
+        out.append(Result("camera", "WARN", "camera.source is 'demo': this pole sends the synthetic scene",
+                          "set camera.source to the camera (picamera2, rtsp://..., /dev/video0)"))
+    if cfg.mqtt.host in _LOCAL_HOSTS:
+        out.append(Result("broker", "WARN", f"mqtt.host is {cfg.mqtt.host}: events stay on this pole",
+                          "set mqtt.host to the operations room's broker"))
+    return out
+
+
 def diagnose(cfg: Config, *, clock: ClockProbe = probe_clock, unit: Callable[[], UnitState] = probe_unit,
-             skip: set[str] | None = None, emit: Callable[[Result], None] | None = None) -> list[Result]:
-    """Runs every check on a valid config; ``emit`` sees each result as soon as it is known."""
+             skip: set[str] | None = None, emit: Callable[[Result], None] | None = None,
+             from_file: bool = True) -> list[Result]:
+    """Runs every check on a valid config; ``emit`` sees each result as soon as it is known. A skipped
+    check is reported as SKIP, so a reader sees it was not made."""
     skip = skip or set()
     results: list[Result] = []
 
@@ -455,6 +592,14 @@ def diagnose(cfg: Config, *, clock: ClockProbe = probe_clock, unit: Callable[[],
             results.append(r)
             if emit is not None:
                 emit(r)
+
+    for name in [c for c in CHECKS if c in skip and c != "config"]:
+        r = Result(name, "SKIP", "skipped (--skip)")
+        results.append(r)
+        if emit is not None:
+            emit(r)
+    if from_file:
+        add(*pole_config_warnings(cfg))
 
     steps: list[tuple[str, Callable[[], list[Result] | Result]]] = [
         ("keys", lambda: check_keys(cfg)),
@@ -488,7 +633,7 @@ def run_doctor(config: Path | None, *, clock: ClockProbe = probe_clock, unit: Ca
     def emit(r: Result) -> None:
         print(r.line(), flush=True)
 
-    path = config if config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    path = resolve_config(config)
     try:
         cfg = load(path)
     except ConfigError as exc:
@@ -500,9 +645,11 @@ def run_doctor(config: Path | None, *, clock: ClockProbe = probe_clock, unit: Ca
     else:
         first = Result("config", "OK", f"{path}: {cfg.summary()}")
     emit(first)
-    results = [first, *diagnose(cfg, clock=clock, unit=unit, skip=skip, emit=emit)]
+    results = [first, *diagnose(cfg, clock=clock, unit=unit, skip=skip, emit=emit, from_file=path is not None)]
     fails = [r for r in results if r.status == "FAIL"]
     warns = [r for r in results if r.status == "WARN"]
+    skipped = [r for r in results if r.status == "SKIP"]
     print(f"{'FAIL' if fails else 'OK'}: {len(fails)} failed, {len(warns)} warning(s), "
-          f"{len(results) - len(fails) - len(warns)} ok")
+          f"{len(results) - len(fails) - len(warns) - len(skipped)} ok" + (f", {len(skipped)} skipped" if skipped
+                                                                           else ""))
     return 1 if fails else 0

@@ -75,13 +75,18 @@ class EventBuilder:
                                         "boxes": [_round_box(b) for b in result.boxes],
                                         "area": round(result.area, 4)})
             return None
-        if self._motion_since is not None and mono - self._motion_last >= self._end_after:
-            duration = self._motion_last - self._motion_since
-            peak = self._motion_peak
-            self._motion_since, self._motion_peak = None, 0.0
-            return Event("motion", {"state": "end", "frame_ts": utc_iso(frame_ts),
-                                    "duration_s": round(duration, 2), "peak_area": round(peak, 4)})
-        return None
+        return self.motion_quiet(frame_ts, mono)
+
+    def motion_quiet(self, ts: float, mono: float) -> Event | None:
+        """The motion ``end`` once nothing has moved for ``end_after_s``: after a still frame, or at
+        ``ts``/``mono`` when no frame comes at all (the camera stalled, died or its file ended)."""
+        if self._motion_since is None or mono - self._motion_last < self._end_after:
+            return None
+        duration = self._motion_last - self._motion_since
+        peak = self._motion_peak
+        self._motion_since, self._motion_peak = None, 0.0
+        return Event("motion", {"state": "end", "frame_ts": utc_iso(ts),
+                                "duration_s": round(duration, 2), "peak_area": round(peak, 4)})
 
     def plate(self, result: TrackResult, check: FormatCheck) -> Event:
         """One vehicle pass: the voted text, format-checked, with the best crop."""

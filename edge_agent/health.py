@@ -14,6 +14,10 @@ from edge_agent import __version__
 from edge_agent.events import utc_iso
 from edge_agent.outbox import Outbox
 
+# Set by cli.py before an in-place restart (os.execv keeps the PID but not Python's state).
+PROCESS_STARTED = float(os.environ.get("EDGE_AGENT_PROCESS_STARTED", "") or time.time())
+RESTARTS_IN_PLACE = int(os.environ.get("EDGE_AGENT_RESTARTS_IN_PLACE", "0") or 0)
+
 
 @dataclass
 class PipelineStats:
@@ -39,10 +43,15 @@ class PipelineStats:
     camera_reconnects: int = 0
     link_state: str = "connecting"
     link_reconnects: int = 0
+    link_protocol: str = ""
+    link_subscription: str = "pending"  # the broker's answer to the cmd subscription: granted / refused: <reason>
+    link_publish_refused: int = 0  # PUBACKs with a reason code >= 0x80 (MQTT 5 only)
+    link_last_refusal: dict[str, str] | None = None  # {"topic", "reason", "at"} of the latest one
     commands_received: int = 0
     commands_rejected: int = 0
     commands_dropped: int = 0
     commands_oversized: int = 0
+    commands_unanswered: int = 0  # refusals of unverified commands past the reply rate
     command_errors: int = 0  # exceptions caught at the commands thread boundary
     callback_errors: int = 0  # exceptions caught in MQTT callbacks (the network thread survives them)
     dead_threads: list[str] = field(default_factory=list)
@@ -114,7 +123,10 @@ class HealthReporter:
             "node_id": self._node_id,
             "ts": utc_iso(time.time()),
             "version": __version__,
-            "uptime_s": round(now - self._started, 1),
+            # The process lives on across in-place restarts (cmd/config execs): its age, and how often.
+            "uptime_s": round(time.time() - PROCESS_STARTED, 1),
+            "since_restart_s": round(now - self._started, 1),
+            "restarts_in_place": RESTARTS_IN_PLACE,
             "cpu_temp_c": _cpu_temp_c(),
             "load": [round(v, 2) for v in os.getloadavg()],
             "memory": {**_meminfo_mb(), "rss_mb": _rss_mb()},
@@ -132,12 +144,15 @@ class HealthReporter:
                        "oldest_age_s": None if ob.oldest_age_s is None else round(ob.oldest_age_s, 1),
                        "last_seq": ob.last_seq, "dropped": ob.dropped, "lost": s.events_lost,
                        "held_in_memory": s.events_held},
-            "link": {"state": s.link_state, "reconnects": s.link_reconnects},
+            "link": {"state": s.link_state, "reconnects": s.link_reconnects, "protocol": s.link_protocol,
+                     "subscription": s.link_subscription, "publish_refused": s.link_publish_refused,
+                     "last_refusal": None if s.link_last_refusal is None else dict(s.link_last_refusal)},
             "camera": {"source": self._source, "state": s.camera_state, "error": s.camera_error,
                        "reconnects": s.camera_reconnects},
             "models": dict(s.models),
             "commands": {"received": s.commands_received, "rejected": s.commands_rejected,
                          "dropped": s.commands_dropped, "oversized": s.commands_oversized,
+                         "unanswered": s.commands_unanswered,
                          "errors": s.command_errors},
             "threads": {"dead": list(s.dead_threads), "callback_errors": s.callback_errors},
         }

@@ -2,11 +2,13 @@
 
 Blur, difference against a running average, threshold, contours; areas covered by
 the configured mask polygons are ignored. Everything that depends only on the
-frame size (working size, mask image, kernel) is computed once.
+frame size (working size, mask image, kernel) is computed once, and again only
+when the size changes.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -14,6 +16,8 @@ import numpy as np
 
 from edge_agent.config import MotionConfig
 from edge_agent.sources.base import Frame
+
+log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]
 
@@ -28,6 +32,12 @@ class MotionResult:
 class MotionDetector:
     def __init__(self, cfg: MotionConfig, frame_w: int, frame_h: int) -> None:
         self._cfg = cfg
+        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        self._size_warned = False
+        self._configure(frame_w, frame_h)
+
+    def _configure(self, frame_w: int, frame_h: int) -> None:
+        cfg = self._cfg
         self.frame_size = (frame_w, frame_h)
         self._sh = cfg.height
         # Even width, like picamera2's lores stream, so its Y plane is used without a resize.
@@ -38,7 +48,6 @@ class MotionDetector:
         self._avg: np.ndarray | None = None
         self._small = np.empty((self._sh, self._sw, 3), np.uint8)
         self._grey = np.empty((self._sh, self._sw), np.uint8)
-        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._keep: np.ndarray | None = None
         if cfg.masks:
             keep = np.full((self._sh, self._sw), 255, np.uint8)
@@ -46,6 +55,14 @@ class MotionDetector:
                 pts = np.array([[x * (self._sw - 1), y * (self._sh - 1)] for x, y in poly], np.int32)
                 cv2.fillPoly(keep, [pts], 0)
             self._keep = keep
+
+    def _resized(self, frame_w: int, frame_h: int) -> None:
+        if not self._size_warned:
+            self._size_warned = True
+            log.warning("motion: frame size changed from %dx%d to %dx%d; each change counts as motion and "
+                        "restarts the background (a camera should deliver one size; photos of mixed sizes "
+                        "are read as they are)", *self.frame_size, frame_w, frame_h)
+        self._configure(frame_w, frame_h)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -66,12 +83,19 @@ class MotionDetector:
         self._avg = None
 
     def detect(self, frame: Frame) -> MotionResult:
+        h, w = frame.image.shape[:2]
+        resized = (w, h) != self.frame_size
+        if resized:
+            self._resized(w, h)
         grey = self._to_grey(frame)
         k = self._cfg.blur
         blurred = cv2.GaussianBlur(grey, (k, k), 0) if k > 1 else grey
-        if self._avg is None or self._avg.shape != blurred.shape:
+        if self._avg is None:
             self._avg = blurred.astype(np.float32)
-            return MotionResult(False, (), 0.0)
+            # A new size is a new view (the next photo of a folder, a camera back in another mode):
+            # all of it is new, so the reader must look at it. The very first frame only starts the
+            # background: the periodic scan reads it.
+            return MotionResult(True, ((0, 0, w, h),), 1.0) if resized else MotionResult(False, (), 0.0)
         diff = cv2.absdiff(blurred, cv2.convertScaleAbs(self._avg))
         cv2.accumulateWeighted(blurred, self._avg, self._cfg.alpha)
         _, th = cv2.threshold(diff, self._cfg.threshold, 255, cv2.THRESH_BINARY)

@@ -52,8 +52,8 @@ class FramePipeline:
         mcfg = self._cfg.motion
         active = True
         if mcfg.enabled:
-            h, w = frame.image.shape[:2]
-            if self._motion is None or self._motion.frame_size != (w, h):
+            if self._motion is None:
+                h, w = frame.image.shape[:2]
                 self._motion = MotionDetector(mcfg, w, h)
             t0 = time.perf_counter()
             result = self._motion.detect(frame)
@@ -85,6 +85,17 @@ class FramePipeline:
         for track in self.tracker.update(reads, frame.ts, frame.mono):
             out += self._plate_events(track)
         self._stats.frames_processed += 1
+        return out
+
+    def tick(self, mono: float, ts: float) -> list[Event]:
+        """The events that time alone makes due (tracks ended, motion over), for when no frame comes:
+        a camera that stalled, died or reached the end of its file must not hold back the last vehicle."""
+        out: list[Event] = []
+        ev = self.events.motion_quiet(ts, mono)
+        if ev is not None:
+            out.append(ev)
+        for track in self.tracker.tick(mono):
+            out += self._plate_events(track)
         return out
 
     def flush(self) -> list[Event]:

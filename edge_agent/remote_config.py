@@ -26,13 +26,13 @@ import contextlib
 import copy
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_agent.atomic_file import fsync_dir, replace_file
 from edge_agent.commands import Command, CommandRejected, DecisionSink, Unverified
 from edge_agent.config import Config, ConfigError, validate
 
@@ -87,31 +87,13 @@ class ApplyError(Exception):
 
 def write_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Replaces ``path`` with ``data`` as JSON so that a crash or power loss leaves the old or new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    payload = json.dumps(data, indent=1, sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    # The rename is only durable once the directory entry is on disk.
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_file(path, json.dumps(data, indent=1, sort_keys=True).encode(), 0o600)
 
 
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_agent.atomic_file import replace_file
 from edge_agent.commands import CommandRejected, Unverified
 
 SIGNATURE_FIELD = "signature"
@@ -347,14 +348,7 @@ def _write_identity(identity_file: Path, fingerprint: str, key_file: Path) -> No
     rec = {"fingerprint": fingerprint, "key_file": str(key_file.absolute()),
            "created": datetime.now(UTC).isoformat(timespec="seconds")}
     identity_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = identity_file.with_name(f".{identity_file.name}.tmp")
-    # Temporary file, fsync, rename: a crash leaves the old record or the whole new one, never half of one.
-    with tmp.open("w") as f:
-        f.write(json.dumps(rec, indent=1) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.chmod(0o644)
-    os.replace(tmp, identity_file)
+    replace_file(identity_file, (json.dumps(rec, indent=1) + "\n").encode(), 0o644)
 
 
 def _recorded(rec: Mapping[str, Any], identity_file: Path) -> str:

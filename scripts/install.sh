@@ -239,9 +239,10 @@ else
     # The example's node_id would give every pole the same identity: leave it to the hostname until provisioned.
     TMP_CONF="$(mktemp)"
     sed -e 's|^node_id = .*|# node_id = "pole-001"   # default: the hostname; set it to the provisioned node id|' \
-        -e "s|^data_dir = .*|data_dir = \"/var/lib/edge-agent\"|" \
+        -e "s|^data_dir = .*|data_dir = \"$DATA\"|" \
         "$SRC/config/edge-agent.example.toml" >"$TMP_CONF"
-    say "config $CONF from config/edge-agent.example.toml (node_id: the hostname until set; data_dir /var/lib/edge-agent)"
+    # data_dir is the same folder the unit grants (ReadWritePaths), under a prefix too.
+    say "config $CONF from config/edge-agent.example.toml (node_id: the hostname until set; data_dir $DATA)"
     act install -m 0640 -o root -g "$SVC_USER" "$TMP_CONF" "$CONF"
     rm -f "$TMP_CONF"
 fi

@@ -94,6 +94,7 @@ class Message:
     topic: str
     payload: bytes
     retain: bool
+    received: float = field(default_factory=time.time)  # when the subscriber got it (wall clock)
 
     def json(self) -> Any:
         return json.loads(self.payload)

@@ -148,7 +148,8 @@ def test_read_json(good_jpg: Path) -> None:
     code, out, err = _run([good_jpg], as_json=True)
     assert code == 0, err
     line = json.loads(out)
-    assert line["image"] == "demo.jpg" and line["ms"] >= 0
+    assert line["image"] == str(good_jpg) and line["ms"] >= 0  # the path, as the errors give it
+    assert "1 image(s), 1 plate(s) read, 0 failed, median" in err
     assert [p["text"] for p in line["plates"]] == ["AB123CD"]
     assert len(line["plates"][0]["box"]) == 4 and 0 < line["plates"][0]["confidence"] <= 1
 
@@ -157,7 +158,7 @@ def test_read_text_and_folder(good_jpg: Path) -> None:
     (good_jpg.parent / "notes.txt").write_text("not an image, ignored in folders")
     code, out, _ = _run([good_jpg.parent])
     assert code == 0
-    assert out.startswith("demo.jpg: AB123CD") and out.count("\n") == 1
+    assert out.startswith(f"{good_jpg}: AB123CD") and out.count("\n") == 1
 
 
 def test_read_corrupt_file_alone(tmp_path: Path) -> None:
@@ -173,8 +174,8 @@ def test_read_corrupt_among_good(good_jpg: Path) -> None:
     bad.write_text("hello")
     code, out, err = _run([good_jpg.parent], as_json=True)
     assert code == 1
-    assert [json.loads(x)["image"] for x in out.splitlines()] == ["demo.jpg"]
-    assert "bad.png" in err
+    assert [json.loads(x)["image"] for x in out.splitlines()] == [str(good_jpg)]
+    assert f"{bad}: not an image" in err and "2 image(s), 1 plate(s) read, 1 failed" in err
 
 
 def test_read_empty_folder_and_missing_path(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Clip requests end to end: a real agent recording a real camera feed, real mosquitto, a real HTTPS
-receiver; signed request -> exact clip -> signed manifest -> resumable upload -> verify-clip; every
-rejection reason; the audit trail."""
+"""Clip requests end to end: a real agent recording a real camera feed, real mosquitto, real HTTPS
+receivers (the project's in-memory tus receiver, and the tus reference server for the restarts); signed
+request -> exact clip -> signed manifest -> resumable upload -> verify-clip; every rejection reason; the
+audit trail."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import AgentProcess, Broker, Collector, wait_until, write_config
@@ -21,6 +22,11 @@ from edge_agent.audit import verify_file
 from edge_agent.cli import main
 from edge_agent.clips.upload import Uploader, UploadError, UploadSettings
 from edge_agent.signing import generate_keypair, sign_command
+
+if TYPE_CHECKING:
+    from tus_fixture import TusServer
+
+pytest_plugins = ("tus_fixture",)  # tus_server, tus_token
 
 TOKEN = "s3cret-bearer-token-for-case-42"
 
@@ -88,6 +94,7 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         assert rx.cuts == 1
         clip_offsets = [off for name, off in rx.patches if name == "case-42-a.mp4"]
         assert clip_offsets[0] == 0 and 8_000 in clip_offsets
+        assert rx.metadata["case-42-a.mp4"] == {"filename": "case-42-a.mp4", "request_id": "case-42-a"}
         clip, manifest = tmp_path / "case-42-a.mp4", tmp_path / "case-42-a.manifest.json"
         clip.write_bytes(rx.files["case-42-a.mp4"])
         manifest.write_bytes(rx.files["case-42-a.manifest.json"])
@@ -244,51 +251,57 @@ def test_upload_is_bandwidth_capped_and_refused_token_fails_fast(tmp_path: Path)
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_upload_continues_after_the_agent_is_killed(
         tmp_path: Path, broker: Broker, collector: Collector, agents: list[AgentProcess],
-        ops_key: tuple[Path, Path], how: str) -> None:
+        ops_key: tuple[Path, Path], how: str, tus_server: TusServer, tus_token: str) -> None:
     from edge_agent.signing import load_private_key
 
-    rx = Receiver(TOKEN).start()
-    try:
-        # A slow link (64 kbit/s, 4 kB chunks) so the kill lands mid-upload; plain http for brevity.
-        cfg = _agent_config(tmp_path, broker.port, ops_key[1], None, max_kbps=64, chunk_kb=4, allow_http=True)
-        agent = AgentProcess(cfg, tmp_path / "agent.log").start()
-        agents.append(agent)
-        wait_until(lambda: (_health(collector).get("footage", {}).get("oldest_age_s") or 0) > 4.5, 40,
-                   "4.5 s of recorded footage")
-        now = datetime.now(UTC)
-        body = {"request_id": "case-7", "camera": "cam0", "start": _iso(now - timedelta(seconds=4)),
-                "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "upload_url": rx.url,
-                "upload_token": TOKEN}
-        collector.publish("edge/pole-test/cmd/clip", json.dumps(_sign(body, load_private_key(ops_key[0]))))
-        wait_until(lambda: len(rx.files.get("case-7.mp4", b"")) >= 8000, 30, "8 kB of the clip at the receiver")
-        if how == "SIGKILL":
-            agent.kill()
-        else:
-            assert agent.terminate() == 0  # a clean stop leaves the job for the next start, not failed
-            assert not any(m.json()["state"] == "failed" for m in collector.on("/reply/case-7"))
-        before = len(rx.files["case-7.mp4"])
-        cut = next(m.json() for m in collector.on("/reply/case-7") if m.json()["state"] == "cut")
-        assert before < cut["bytes"], "the clip was uploaded before the kill; make it longer"
-        patches_before = len(rx.patches)
+    # The tus reference server; a slow link (64 kbit/s, 4 kB chunks) so the kill lands mid-upload.
+    cfg = _agent_config(tmp_path, broker.port, ops_key[1], tus_server.ca, max_kbps=64, chunk_kb=4)
+    agent = AgentProcess(cfg, tmp_path / "agent.log").start()
+    agents.append(agent)
+    wait_until(lambda: (_health(collector).get("footage", {}).get("oldest_age_s") or 0) > 4.5, 40,
+               "4.5 s of recorded footage")
+    now = datetime.now(UTC)
+    body = {"request_id": "case-7", "camera": "cam0", "start": _iso(now - timedelta(seconds=4)),
+            "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "upload_url": tus_server.endpoint,
+            "upload_token": tus_token}
+    collector.publish("edge/pole-test/cmd/clip", json.dumps(_sign(body, load_private_key(ops_key[0]))))
+    wait_until(lambda: tus_server.held("case-7.mp4") >= 8000, 30, "8 kB of the clip on the server")
+    if how == "SIGKILL":
+        agent.kill()
+    else:
+        assert agent.terminate() == 0  # a clean stop leaves the job for the next start, not failed
+        assert not any(m.json()["state"] == "failed" for m in collector.on("/reply/case-7"))
+    before = tus_server.held("case-7.mp4")
+    cut = next(m.json() for m in collector.on("/reply/case-7") if m.json()["state"] == "cut")
+    assert before < cut["bytes"], "the clip was uploaded before the kill; make it longer"
+    requests_before = len(tus_server.requests())
 
-        agents.append(AgentProcess(cfg, tmp_path / "agent2.log").start())
-        wait_until(lambda: any(m.json()["state"] in ("done", "failed") for m in collector.on("/reply/case-7")),
-                   60, "the upload to finish after the restart")
-        final = collector.on("/reply/case-7")[-1].json()
-        assert final["state"] == "done", final
-        assert final["sha256"] == cut["sha256"]  # the same clip, not a new cut
-        resumed = [off for name, off in rx.patches[patches_before:] if name == "case-7.mp4"]
-        assert resumed and resumed[0] >= before - 4096 and 0 not in resumed  # continued, not restarted
-        assert hashlib.sha256(rx.files["case-7.mp4"]).hexdigest() == cut["sha256"]
-        assert json.loads(rx.files["case-7.manifest.json"])["clip"]["sha256"] == cut["sha256"]
-        assert "resuming request case-7" in (tmp_path / "agent2.log").read_text()
-        assert not list((tmp_path / "data" / "clips").glob("case-7*"))  # cleaned up once done
-        assert (tmp_path / "data" / "clips" / "jobs.sqlite3").stat().st_mode & 0o077 == 0  # it held the token
-        # The token does not outlive its job on disk: not in the job store, its WAL, or anywhere under data_dir
-        # (the job ends a moment after its "done" reply).
-        def token_on_disk() -> list[Path]:
-            return [f for f in (tmp_path / "data").rglob("*") if f.is_file() and TOKEN.encode() in f.read_bytes()]
+    agents.append(AgentProcess(cfg, tmp_path / "agent2.log").start())
+    wait_until(lambda: any(m.json()["state"] in ("done", "failed") for m in collector.on("/reply/case-7")),
+               60, "the upload to finish after the restart")
+    final = collector.on("/reply/case-7")[-1].json()
+    assert final["state"] == "done", final
+    assert final["sha256"] == cut["sha256"]  # the same clip, not a new cut
+    clip = tus_server.upload("case-7.mp4")  # exactly one upload: the restart resumed the stored one
+    assert clip.metadata == {"filename": "case-7.mp4", "request_id": "case-7"}
+    after = tus_server.requests()[requests_before:]
+    path = f"/files/{clip.id}"
+    head = next(i for i, r in enumerate(after) if r["method"] == "HEAD" and r["path"] == path)
+    resumed = [int(str(r["offset"])) for r in after[head:] if r["method"] == "PATCH" and r["path"] == path]
+    assert resumed and resumed[0] >= before and 0 not in resumed  # continued, not restarted
+    assert hashlib.sha256(clip.data).hexdigest() == cut["sha256"]
+    manifest = tus_server.upload("case-7.manifest.json").data
+    assert json.loads(manifest)["clip"]["sha256"] == cut["sha256"]
+    assert final["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()  # of the bytes the server holds
+    assert "resuming request case-7" in (tmp_path / "agent2.log").read_text()
+    assert not list((tmp_path / "data" / "clips").glob("case-7*"))  # cleaned up once done
+    assert (tmp_path / "data" / "clips" / "jobs.sqlite3").stat().st_mode & 0o077 == 0  # it held the token
+    # The token does not outlive its job on disk: not in the job store, its WAL, or anywhere under data_dir
+    # (the job ends a moment after its "done" reply).
+    def token_on_disk() -> list[Path]:
+        return [f for f in (tmp_path / "data").rglob("*") if f.is_file() and tus_token.encode() in f.read_bytes()]
 
-        wait_until(lambda: not token_on_disk(), 10, "the token to be wiped from disk")
-    finally:
-        rx.stop()
+    wait_until(lambda: not token_on_disk(), 10, "the token to be wiped from disk")
+    # Nor do the upload URLs (the job store kept them for the restart).
+    wait_until(lambda: not [f for f in (tmp_path / "data").rglob("*")
+                            if f.is_file() and clip.id.encode() in f.read_bytes()], 10, "the upload URL to be wiped")

@@ -73,7 +73,21 @@ def test_doctor_all_ok_against_live_tls_broker(tmp_path: Path, tls_broker: Broke
     assert not bad, out
     assert rc == 0
     assert "TLS, client certificate, user pole" in lines["broker"]
-    assert out.rstrip().endswith("0 failed, 0 warning(s), 9 ok")
+    # The two things a pole's own config should not say, though the test needs them (issue 16.3):
+    assert "WARN camera    camera.source is 'demo'" in out and "WARN broker    mqtt.host is localhost" in out
+    assert out.rstrip().endswith("0 failed, 2 warning(s), 9 ok")
+
+
+def test_skipped_checks_say_so_and_an_uncreatable_data_dir_fails(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data_dir = "/proc/edge-agent-doctor"\n[alpr]\nenabled = false\n')
+    rc = run_doctor(cfg, clock=SYNCED, unit=UNIT_OK, skip={"camera", "broker", "mqtt-rt"})
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "SKIP camera    skipped (--skip)" in out and "SKIP broker" in out and "SKIP mqtt-rt" in out
+    assert "FAIL disk      data_dir /proc/edge-agent-doctor" in out
+    assert "3 skipped" in out
 
 
 @pytest.mark.parametrize(

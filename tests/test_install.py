@@ -107,6 +107,8 @@ def test_real_install_into_prefix_then_second_run_changes_nothing(tmp_path: Path
                          timeout=60, check=False)
     assert chk.returncode == 0, chk.stderr
     assert "pole-001" not in chk.stdout
+    # Config and unit agree on the data folder (issue 16.10): the one the unit lets the agent write.
+    assert f'data_dir = "{data}"' in conf.read_text() and f"ReadWritePaths={data}" in unit
     sysd = subprocess.run([str(prefix / "opt/edge-agent/venv/bin/python"), "-c", "import systemd.daemon"],
                           cwd=tmp_path, timeout=60, check=False)
     assert sysd.returncode == 0, "python3-systemd must be visible in the venv"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import cv2
 import numpy as np
+import pytest
 
 from edge_agent.config import MotionConfig
 from edge_agent.motion import MotionDetector
@@ -68,3 +70,18 @@ def test_lores_plane_is_used_as_is() -> None:
     assert r.active
     x, _, _, _ = r.boxes[0]
     assert 100 * 1280 / sw - 40 < x < 100 * 1280 / sw + 20
+
+
+def test_a_size_change_counts_as_motion_and_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    # A folder of photos of mixed sizes: each change is a new view the reader must see, not a restart.
+    det = MotionDetector(MotionConfig(), 1280, 720)
+    assert not det.detect(_frame(0, None)).active, "the first frame only starts the background"
+    with caplog.at_level(logging.WARNING, logger="edge_agent.motion"):
+        changed = det.detect(_frame(1, None, 640, 480))
+        assert changed.active and changed.boxes == ((0, 0, 640, 480),) and changed.area == 1.0
+        assert not det.detect(_frame(2, None, 640, 480)).active, "the background restarted from the new view"
+        assert det.detect(_frame(3, None, 1280, 720)).active
+        moving = det.detect(_frame(4, 400, 1280, 720))
+        assert moving.active and abs(moving.boxes[0][0] - 400) < 40, "then motion as usual"
+    warnings = [r for r in caplog.records if "frame size changed" in r.getMessage()]
+    assert len(warnings) == 1 and "1280x720 to 640x480" in warnings[0].getMessage()

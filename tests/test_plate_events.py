@@ -147,33 +147,71 @@ def test_plates_keep_their_rate_during_a_flood_of_junk_commands(tmp_path: Path, 
                                                                  collector: Collector,
                                                                  agents: list[AgentProcess]) -> None:
     """Issue 13.5: 20 000 junk commands once gave 3 393 fsynced audit lines and slowed plates five-fold."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     _key, pub = _keys(tmp_path)
     cfg = _plate_config(tmp_path, broker.port, security={"trusted_keys": {"ops": str(pub)}},
                         audit={"refusal_summary_s": 2})
     agents.append(AgentProcess(cfg, tmp_path / "agent.log").start())
     wait_until(lambda: bool(collector.on("/events/plate")), 90, "the first plate")
     window = 15.0
-    start = len(collector.on("/events/plate"))
+
+    def plates() -> list[tuple[float, float]]:
+        """(capture time, arrival time) of each plate event so far."""
+        out = []
+        for m in collector.on("/events/plate"):
+            e = m.json()
+            out.append((_epoch(e["frame_ts"]), m.received))
+        return out
+
+    t_before = time.time()
     time.sleep(window)
-    before = len(collector.on("/events/plate")) - start
     intruder = Ed25519PrivateKey.generate()
     forged = json.dumps(sign_command({"request_id": "f1", "list_id": "x", "action": "delete"}, intruder, "ops",
                                      node_id="pole-test", command="hotlist"))
     junk = [b'{"request_id": "j1", "list_id": "x"}', forged.encode(), b"{not json", b'{"request_id": ' + b"9" * 5000]
-    base = "edge/pole-test/cmd/"
-    t0 = time.monotonic()
-    start = len(collector.on("/events/plate"))
-    sent = 0
-    while time.monotonic() - t0 < window:
-        for payload in junk:
-            collector.client.publish(base + ("hotlist" if sent % 2 else "config"), payload, qos=0)
-            sent += 1
-        if sent % 400 == 0:
-            time.sleep(0.01)  # about 10-20 thousand in the window, as in the review
-    during = len(collector.on("/events/plate")) - start
-    assert sent >= 5000, sent
-    assert during >= before - 1, f"{before} plates in {window:.0f} s before the flood, {during} during it"
+    # The attacker is another client, so the operations room's subscriber is not the one kept busy.
+    attacker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="attacker")
+    attacker.connect("127.0.0.1", broker.port)
+    attacker.loop_start()
+    sent = [0]
+    t_flood = time.time()
+
+    def flood() -> None:
+        while time.time() - t_flood < window:
+            for payload in junk:
+                attacker.publish("edge/pole-test/cmd/" + ("hotlist" if sent[0] % 2 else "config"), payload, qos=0)
+                sent[0] += 1
+            if sent[0] % 400 == 0:
+                time.sleep(0.01)
+
+    th = threading.Thread(target=flood)
+    th.start()
+    th.join()
+    t_end = time.time()
+    attacker.loop_stop()
+    attacker.disconnect()
+    time.sleep(5)  # let what was made during the flood arrive
+    seen = plates()
+    before = [p for p in seen if t_before <= p[0] < t_flood]
+    during = [p for p in seen if t_flood <= p[0] < t_end]
+    assert sent[0] >= 5000, sent
+    # The demo's cars come at irregular intervals: a rate kept means well above the five-fold slow-down seen.
+    assert len(during) >= max(3, 0.6 * len(before)), f"{len(before)} plates before the flood, {len(during)} during"
+    late = [round(arrived - captured, 1) for captured, arrived in during]
+    assert all(x < 8 for x in late), f"plates made during the flood arrived late: {late} s after capture"
     wait_until(lambda: any(m.json()["entry"]["action"] == "refusals" for m in collector.on("/events/audit")), 20,
                "the refusals summary")
     lines = (tmp_path / "data" / "audit.log").read_text().splitlines()
-    assert len(lines) <= window / 2 + 4, f"{len(lines)} audit lines for {sent} junk commands"
+    assert len(lines) <= window / 2 + 6, f"{len(lines)} audit lines for {sent[0]} junk commands"
+    health = collector.on("/health")[-1].json()
+    assert health["commands"]["unanswered"] > 0 and health["threads"]["dead"] == []
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

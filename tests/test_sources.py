@@ -1,14 +1,19 @@
-"""Frame sources: folder replay, OpenCV video files, picamera2 (against a stand-in), demo, factory."""
+"""Frame sources: folder replay (photos of mixed sizes too), OpenCV video files, picamera2 (against a
+stand-in), demo, factory."""
 
 from __future__ import annotations
 
+import logging
+import random
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from test_tracking_split import plate_photo, replay
 
 from edge_agent.config import Config
 from edge_agent.sources import SourceEnded, SourceError, make_source, redact
@@ -16,6 +21,7 @@ from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.folder import FolderSource
 from edge_agent.sources.opencv_source import OpenCVSource
 from edge_agent.sources.picamera2_source import Picamera2Source
+from edge_agent.sources.plate_render import random_italian_plate
 
 
 def _write_images(folder: Path, n: int) -> None:
@@ -188,3 +194,50 @@ def test_demo_keeps_only_the_first_plates_it_showed(monkeypatch: pytest.MonkeyPa
     for _ in range(100):  # about ten cars
         src.read()
     assert len(src.plates_shown) == 2, "a demo agent running for months must not grow this list"
+
+
+# -- folders of photos of mixed sizes, through the daemon's frame pipeline -------------------------------
+
+DEV_SET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "eu-plates-dev"
+
+
+def _needs_models() -> None:
+    from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+
+    if not (DEFAULT_DETECTOR.exists() and DEFAULT_OCR.exists()):
+        pytest.skip("plate models not shipped in edge_agent/models")
+
+
+def test_folder_of_mixed_size_photos_reads_every_photo(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _needs_models()
+    rng = random.Random(9)
+    sizes = [(1280, 720), (1280, 720), (640, 480), (1024, 768), (800, 450), (800, 450), (1600, 900), (960, 720)]
+    plates = [random_italian_plate(rng) for _ in sizes]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (text, size) in enumerate(zip(plates, sizes, strict=True)):
+        cv2.imwrite(str(folder / f"p{i:02d}.jpg"), plate_photo(text, size, rng))
+    with caplog.at_level(logging.WARNING, logger="edge_agent.motion"):
+        events, stats = replay(folder, tmp_path / "data", 2.0)  # motion on, as configured by default
+    assert stats.alpr_runs == len(sizes), "the motion gate let every photo through"
+    assert len(events) == len(sizes) and all(e.payload["frames"] == 1 for e in events)
+    assert sum(e.payload["text"] == p for e, p in zip(events, plates, strict=True)) >= len(sizes) - 1
+    assert sum("frame size changed" in r.getMessage() for r in caplog.records) == 1, "said once"
+
+
+@pytest.mark.skipif(not DEV_SET.is_dir(), reason=f"{DEV_SET} not present")
+def test_dev_set_replay_at_2_fps_gives_one_event_per_photo(tmp_path: Path) -> None:
+    _needs_models()
+    photos = sorted(p for p in DEV_SET.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    events, stats = replay(DEV_SET, tmp_path / "data", 2.0)
+    # Counts only, never which plates were read right: this set is for checking, not for tuning.
+    assert stats.alpr_runs == len(photos), "every photo was looked at (the motion gate restarted at each size before)"
+    assert all(e.payload["frames"] == 1 for e in events), "no two photos merged into one vehicle"
+    assert stats.plates_published + stats.plates_discarded + stats.plates_repeated == stats.plates_read, \
+        "each read is one track"
+    photos_with_event = {round((_epoch(e.payload["frame_ts"]) - 1_700_000_000) * 2) for e in events}
+    assert len(photos_with_event) >= 0.85 * len(photos), f"{len(photos_with_event)}/{len(photos)} photos gave an event"
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""An agency's upload endpoint for tests: the resumable HEAD/PATCH protocol of docs/clips.md over real
-HTTPS (a self-signed CA made with ``cryptography``), able to cut a connection mid-upload."""
+"""An agency's upload endpoint for tests: the tus 1.0 subset of docs/clips.md (creation, HEAD, PATCH) over
+real HTTPS (a self-signed CA made with ``cryptography``), in memory, able to cut a connection mid-upload.
+tests/test_tus.py runs the same client against the tus reference server."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import socket
@@ -47,15 +49,19 @@ def make_tls(d: Path) -> tuple[Path, Path, Path]:
 
 
 class Receiver:
-    """Stores uploads in memory by file name; ``cut_after`` bytes into the first PATCH it drops the connection."""
+    """Stores uploads in memory by their ``filename`` metadata; ``cut_after`` bytes into the first PATCH it
+    drops the connection. The creation endpoint is ``url``; uploads live at ``/uploads/{n}`` (a relative
+    ``Location``)."""
 
     def __init__(self, token: str, tls: tuple[Path, Path, Path] | None = None, cut_after: int | None = None) -> None:
         self.token = token
-        self.files: dict[str, bytearray] = {}
-        self.patches: list[tuple[str, int]] = []  # (name, Upload-Offset) of every PATCH
+        self.files: dict[str, bytearray] = {}  # filename -> bytes received
+        self.metadata: dict[str, dict[str, str]] = {}  # filename -> Upload-Metadata, decoded
+        self.patches: list[tuple[str, int]] = []  # (filename, Upload-Offset) of every PATCH
         self.auth_failures = 0
         self.cut_after = cut_after
         self.cuts = 0
+        self._uploads: dict[str, tuple[str, int]] = {}  # upload path -> (filename, Upload-Length)
         self._lock = threading.Lock()
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -85,40 +91,79 @@ class Receiver:
             def log_message(self, *_: object) -> None:
                 pass
 
-            def _name(self) -> str | None:
+            def _authorised(self) -> bool:
                 if self.headers.get("Authorization") != f"Bearer {rx.token}":
                     rx.auth_failures += 1
                     self._answer(401)
-                    return None
-                return self.path.rsplit("/", 1)[-1]
+                    return False
+                return True
 
-            def _answer(self, status: int, offset: int | None = None) -> None:
+            def _answer(self, status: int, offset: int | None = None, location: str | None = None) -> None:
                 self.send_response(status)
+                self.send_header("Tus-Resumable", "1.0.0")
+                if status >= 400:
+                    self.close_connection = True  # a PATCH body may be left unread: never parse it as a request
                 if offset is not None:
                     self.send_header("Upload-Offset", str(offset))
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
+            def do_OPTIONS(self) -> None:
+                self.send_response(204)
+                self.send_header("Tus-Version", "1.0.0")
+                self.send_header("Tus-Extension", "creation")
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                if not self._authorised():
+                    return
+                meta = {}
+                for item in (self.headers.get("Upload-Metadata") or "").split(","):
+                    key, _, value = item.strip().partition(" ")
+                    meta[key] = base64.b64decode(value).decode()
+                name = meta["filename"]
+                with rx._lock:
+                    path = f"/uploads/{len(rx._uploads) + 1}"
+                    rx._uploads[path] = (name, int(self.headers["Upload-Length"]))
+                    rx.files[name] = bytearray()
+                    rx.metadata[name] = meta
+                self._answer(201, location=path)
+
             def do_HEAD(self) -> None:
-                name = self._name()
-                if name is None:
+                if not self._authorised():
                     return
                 with rx._lock:
-                    data = rx.files.get(name)
-                if data is None:
+                    upload = rx._uploads.get(self.path)
+                    held = None if upload is None else len(rx.files[upload[0]])
+                if upload is None or held is None:
                     self._answer(404)
-                else:
-                    self._answer(200, len(data))
+                    return
+                self.send_response(200)
+                self.send_header("Tus-Resumable", "1.0.0")
+                self.send_header("Upload-Offset", str(held))
+                self.send_header("Upload-Length", str(upload[1]))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_PATCH(self) -> None:
-                name = self._name()
-                if name is None:
+                if not self._authorised():
+                    return
+                if "Upload-Length" in self.headers:  # tus: only at creation (without creation-defer-length)
+                    self._answer(400)
                     return
                 offset = int(self.headers["Upload-Offset"])
                 length = int(self.headers["Content-Length"])
                 with rx._lock:
+                    upload = rx._uploads.get(self.path)
+                    if upload is None:
+                        self._answer(404)
+                        return
+                    name = upload[0]
                     rx.patches.append((name, offset))
-                    data = rx.files.setdefault(name, bytearray())
+                    data = rx.files[name]
                     if offset != len(data):
                         self._answer(409, len(data))
                         return

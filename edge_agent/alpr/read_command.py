@@ -100,6 +100,8 @@ def run_read(
         return EXIT_USAGE
 
     failed = 0
+    plates = 0
+    times: list[float] = []
     for f in files:
         try:
             img = decode_image(f)
@@ -114,12 +116,18 @@ def run_read(
             print(f"edge-agent read: {f}: failed: {type(exc).__name__}: {exc}", file=err)
             failed += 1
             continue
+        plates += len(reads)
+        times.append(ms)
+        # The path as given (not the base name): errors name it so too, and two folders may share names.
         if as_json:
-            line = json.dumps({"image": f.name, "plates": [_plate_json(r) for r in reads], "ms": round(ms, 1)})
+            line = json.dumps({"image": str(f), "plates": [_plate_json(r) for r in reads], "ms": round(ms, 1)})
         else:
             found = "; ".join(_plate_text(r) for r in reads) if reads else "no plate found"
-            line = f"{f.name}: {found} [{ms:.1f} ms]"
+            line = f"{f}: {found} [{ms:.1f} ms]"
         print(line, file=out, flush=True)
+    median = f"{sorted(times)[len(times) // 2]:.1f} ms" if times else "-"
+    print(f"edge-agent read: {len(files)} image(s), {plates} plate(s) read, {failed} failed, median {median} "
+          "per image", file=err)
     if failed == len(files):
         return EXIT_USAGE
     return EXIT_SOME_FAILED if failed else EXIT_OK

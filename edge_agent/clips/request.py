@@ -76,7 +76,8 @@ def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, no
     if not url.hostname:
         raise CommandRejected("malformed request: upload_url has no host")
     if url.query or url.fragment or "?" in body["upload_url"] or "#" in body["upload_url"]:
-        # The node names the files itself under this URL: a query or fragment could make two files one.
+        # A tus creation endpoint is a plain path: a fragment is never sent and a query would not carry over to
+        # the upload URLs a relative Location names, so either is refused rather than guessed at.
         raise CommandRejected("malformed request: upload_url must have no query (?) or fragment (#)")
     if limits.allowed_hosts and url.hostname.lower() not in limits.allowed_hosts:
         raise CommandRejected(f"upload host {url.hostname[:64]!r} is not in upload.allowed_hosts")

@@ -7,8 +7,9 @@ further replies on ``reply/{request_id}``. Footage covering an accepted request 
 retention until its upload is done.
 
 Accepted requests are kept in ``{data_dir}/clips/jobs.sqlite3`` (mode 0600: it holds the upload
-tokens) with their cut clip and manifest until they end, so an agent restart or power loss resumes
-the upload from the receiver's offset instead of losing the request.
+tokens) with their cut clip and manifest, and the tus upload URL of each file once the server has
+created it, until they end, so an agent restart or power loss resumes the upload from the server's
+offset instead of losing the request.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.audit_trail import AuditTrail
 from edge_agent.clips.manifest import build_manifest
 from edge_agent.clips.request import ClipRequest, Limits, parse_clip_request
-from edge_agent.clips.upload import Uploader, UploadError, UploadStopped
+from edge_agent.clips.upload import Uploader, UploadError, UploadStopped, UrlStore
 from edge_agent.commands import Command, CommandRejected
 from edge_agent.recorder import ClipError, Recorder
 from edge_agent.signing import SignedCommandVerifier
@@ -62,6 +63,9 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS jobs (request_id TEXT PRIMARY KEY, accepted REAL NOT NULL,"
                          " request TEXT NOT NULL)")
+        # Where the server put each file's upload: a restart resumes it with HEAD instead of creating another.
+        self._db.execute("CREATE TABLE IF NOT EXISTS upload_urls (request_id TEXT NOT NULL, file TEXT NOT NULL,"
+                         " url TEXT NOT NULL, PRIMARY KEY (request_id, file))")
 
     def add(self, req: ClipRequest, accepted: float) -> None:
         with self._lock:
@@ -71,7 +75,30 @@ class JobStore:
     def remove(self, request_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE request_id = ?", (request_id,))
+            self._db.execute("DELETE FROM upload_urls WHERE request_id = ?", (request_id,))
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def upload_urls(self, request_id: str) -> UrlStore:
+        """The upload URLs of one request's files, by file name."""
+        return _JobUrls(self, request_id)
+
+    def get_upload_url(self, request_id: str, file: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT url FROM upload_urls WHERE request_id = ? AND file = ?",
+                                   (request_id, file)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_upload_url(self, request_id: str, file: str, url: str | None) -> None:
+        with self._lock:
+            if url is None:
+                self._db.execute("DELETE FROM upload_urls WHERE request_id = ? AND file = ?", (request_id, file))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO upload_urls (request_id, file, url) VALUES (?, ?, ?)",
+                                 (request_id, file, url))
+
+    def forget_upload_urls(self, request_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM upload_urls WHERE request_id = ?", (request_id,))
 
     def pending(self) -> list[tuple[ClipRequest, float]]:
         with self._lock:
@@ -81,6 +108,17 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _JobUrls:
+    def __init__(self, store: JobStore, request_id: str) -> None:
+        self._store, self._request_id = store, request_id
+
+    def get(self, name: str) -> str | None:
+        return self._store.get_upload_url(self._request_id, name)
+
+    def put(self, name: str, url: str | None) -> None:
+        self._store.set_upload_url(self._request_id, name, url)
 
 
 @dataclass
@@ -260,6 +298,7 @@ class ClipService:
             manifest = json.loads(manifest_path.read_bytes())
         else:
             manifest = self._cut(req, clip, manifest_path)
+            self.jobs.forget_upload_urls(req.request_id)  # uploads of earlier bytes are not these files'
         remaining = self._accepted.get(req.request_id, time.time()) + self.give_up_after_s - time.time()
         if remaining <= 0:
             raise UploadError(f"not uploaded within upload.give_up_after_s ({self.give_up_after_s:.0f} s)")
@@ -271,11 +310,15 @@ class ClipService:
                 last[0] = now
                 self._send(req, "uploading", file=name, sent_bytes=sent, total_bytes=total)
 
-        self.uploader.upload(req.upload_url, req.upload_token, clip, clip.name, progress)
-        self.uploader.upload(req.upload_url, req.upload_token, manifest_path, manifest_path.name, progress)
+        # Each file becomes one tus upload; its URL is kept in the job store so a restart resumes it.
+        urls, meta = self.jobs.upload_urls(req.request_id), {"request_id": req.request_id}
+        manifest_sha256 = _sha(manifest_path.read_bytes())  # of exactly the bytes uploaded next
+        self.uploader.upload(req.upload_url, req.upload_token, clip, clip.name, progress, metadata=meta, urls=urls)
+        self.uploader.upload(req.upload_url, req.upload_token, manifest_path, manifest_path.name, progress,
+                             metadata=meta, urls=urls)
         c = manifest["clip"]
         return {"sha256": c["sha256"], "bytes": c["bytes"], "frames": c["frames"],
-                "manifest_sha256": _sha(manifest_path.read_bytes()), "upload_host": req.upload_host}
+                "manifest_sha256": manifest_sha256, "upload_host": req.upload_host}
 
     def _cut(self, req: ClipRequest, clip: Path, manifest_path: Path) -> dict[str, Any]:
         deadline = time.monotonic() + self.wait_for_footage_s

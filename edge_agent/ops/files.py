@@ -36,7 +36,7 @@ def _node_public_key(cfg: Any) -> Any:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from edge_agent.audit import verify_file
     from edge_agent.audit_trail import audit_path
-    from edge_agent.config import ConfigError, load
+    from edge_agent.config import ConfigError, load, resolve_config
     from edge_agent.signing import KeyFileError, load_public_key
 
     path: Path | None = args.file
@@ -45,7 +45,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         if args.node_key is not None:
             node_key = load_public_key(args.node_key)
         if path is None:
-            cfg = load(args.config)
+            cfg = load(resolve_config(args.config))
             path = audit_path(cfg.data_dir)
             if node_key is None:
                 node_key = _node_public_key(cfg)
@@ -126,7 +126,8 @@ def add_audit_parser(sub: Any) -> None:
                                      "each, that the log reaches its own head file, and (--head) that it still "
                                      "holds the last record the operations room received. Exit 0 intact, 1 not.")
     av.add_argument("--config", type=Path, default=None,
-                    help="node config (the log is {data_dir}/audit.log; default: the embedded defaults)")
+                    help="node config (the log is {data_dir}/audit.log; default: /etc/edge-agent/edge-agent.toml "
+                         "when it exists, else the embedded defaults, as for every command)")
     av.add_argument("--file", type=Path, default=None, help="audit log file instead of the config's")
     av.add_argument("--node-key", type=Path, default=None,
                     help="the node's public key (default: the .pub beside the config's node key)")

@@ -196,7 +196,8 @@ def add_parsers(osub: Any, add_broker: Any, add_signing: Any) -> None:
                                      "failed. Exit 0 on done.")
     rq.add_argument("--node", required=True, help="node_id of the pole")
     rq.add_argument("--agency", required=True, help="who asks (recorded in the manifest and the audit log)")
-    rq.add_argument("--upload-url", required=True, help="https:// address the clip and manifest are sent to")
+    rq.add_argument("--upload-url", required=True,
+                    help="the agency's tus 1.0 creation endpoint (https://...), where the clip and manifest go")
     rq.add_argument("--token-file", type=Path, default=None,
                     help=f"file holding the upload bearer token (or set {TOKEN_ENV}; never on the command line)")
     rq.add_argument("--camera", default="cam0", help="the node's recorder.camera_id (default: %(default)s)")
