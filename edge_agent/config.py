@@ -77,6 +77,17 @@ class CameraConfig(_Section):
         return self
 
 
+def check_polygons(v: list[list[Point]], what: str) -> list[list[Point]]:
+    """Polygons of at least 3 points, each a fraction (0..1) of the frame's width and height."""
+    for i, poly in enumerate(v):
+        if len(poly) < 3:
+            raise ValueError(f"{what} {i} needs at least 3 points, got {len(poly)}")
+        for x, y in poly:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"{what} {i} point ({x}, {y}) is outside 0..1 (points are fractions of the frame)")
+    return v
+
+
 class DemoConfig(_Section):
     seed: int = 1
     car_interval_s: Annotated[float, Field(gt=0, le=3600)] = 4.0
@@ -104,13 +115,7 @@ class MotionConfig(_Section):
     @field_validator("masks")
     @classmethod
     def _polygons(cls, v: list[list[Point]]) -> list[list[Point]]:
-        for i, poly in enumerate(v):
-            if len(poly) < 3:
-                raise ValueError(f"mask {i} needs at least 3 points, got {len(poly)}")
-            for x, y in poly:
-                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                    raise ValueError(f"mask {i} point ({x}, {y}) is outside 0..1 (points are fractions of the frame)")
-        return v
+        return check_polygons(v, "mask")
 
 
 class AlprConfig(_Section):
@@ -304,6 +309,20 @@ class SecurityConfig(_Section):
 class AuditConfig(_Section):
     max_file_mb: Annotated[float, Field(ge=0.01, le=1024)] = 16.0
     refusal_summary_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    # Access logs of police data are kept 5 years (DPR 15/2018 art. 24); rotated files older go.
+    keep_days: Annotated[float, Field(ge=1, le=36525)] = 1827.0
+
+
+class PrivacyConfig(_Section):
+    # Areas not needed (private gardens, windows) blacked out before anything reaches disk or the link.
+    masks: list[list[Point]] = Field(default_factory=list)
+    # One bound for every store of personal data on the pole (footage has recorder.max_age_days).
+    max_age_days: Annotated[float, Field(gt=0, le=366)] = 7.0
+
+    @field_validator("masks")
+    @classmethod
+    def _polygons(cls, v: list[list[Point]]) -> list[list[Point]]:
+        return check_polygons(v, "privacy mask")
 
 
 class HealthConfig(_Section):
@@ -344,6 +363,7 @@ class Config(_Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     remote_config: RemoteConfigConfig = Field(default_factory=RemoteConfigConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("node_id")
     @classmethod
