@@ -51,10 +51,16 @@ def test_demo_scene_gives_one_event_per_car(tmp_path: Path, broker: Broker, coll
     for p in seen:
         assert texts.count(p) == 1, f"{p} published {texts.count(p)} times: {texts}"
     e = events[0]
-    for key in ("confidence", "low_confidence", "country", "frames", "direction", "alternatives", "crop_jpeg_b64"):
+    for key in ("confidence", "low_confidence", "country", "frames", "direction", "alternatives", "crop_jpeg_b64",
+                "read_status", "country_confidence", "lane", "clock", "context_jpeg"):
         assert key in e, key
     assert e["frames"] >= 2 and e["direction"] == "left_to_right"
     assert e["country"] == "IT" or e["low_confidence"]
+    # The transit record (issue 15.4): no lanes configured, the clock as health last found it, the vehicle.
+    assert e["read_status"] in ("read", "partial") and e["lane"] is None
+    assert set(e["clock"]) == {"synced", "source", "offset_ms", "max_error_ms"}
+    assert e["context_jpeg"] and len(e["context_jpeg"]) * 3 // 4 <= 40 * 1024
+    assert all(ev["read_status"] != "unread" for ev in events), "every demo car's plate is readable"
 
 
 def _keys(tmp_path: Path) -> tuple[Ed25519PrivateKey, Path]:
@@ -167,6 +173,8 @@ def test_plates_keep_their_rate_during_a_flood_of_junk_commands(tmp_path: Path, 
             out.append((_epoch(e["frame_ts"]), m.received))
         return out
 
+    assert agents[0].proc is not None
+    cpu_at_start = _cpu_s(agents[0].proc.pid)
     t_before = time.time()
     time.sleep(window)
     intruder = Ed25519PrivateKey.generate()
@@ -178,29 +186,40 @@ def test_plates_keep_their_rate_during_a_flood_of_junk_commands(tmp_path: Path, 
     attacker.connect("127.0.0.1", broker.port)
     attacker.loop_start()
     sent = [0]
+    rate = 800.0  # junk commands a second: 12 000 in the window, as the review's 20 000 "while they drained"
+    assert agents[0].proc is not None
+    cpu_before = _cpu_s(agents[0].proc.pid)
     t_flood = time.time()
+    cpu_base = (cpu_before - cpu_at_start) / (t_flood - t_before)
 
     def flood() -> None:
-        while time.time() - t_flood < window:
+        while (elapsed := time.time() - t_flood) < window:
+            if sent[0] > elapsed * rate:
+                time.sleep(0.005)
+                continue
             for payload in junk:
                 attacker.publish("edge/pole-test/cmd/" + ("hotlist" if sent[0] % 2 else "config"), payload, qos=0)
                 sent[0] += 1
-            if sent[0] % 400 == 0:
-                time.sleep(0.01)
 
     th = threading.Thread(target=flood)
     th.start()
     th.join()
     t_end = time.time()
+    cpu_flood = (_cpu_s(agents[0].proc.pid) - cpu_before) / (t_end - t_flood)
     attacker.loop_stop()
     attacker.disconnect()
     time.sleep(5)  # let what was made during the flood arrive
     seen = plates()
     before = [p for p in seen if t_before <= p[0] < t_flood]
     during = [p for p in seen if t_flood <= p[0] < t_end]
-    assert sent[0] >= 5000, sent
+    assert sent[0] >= 10_000, sent
+    # What a junk command costs the node: receiving it, sizing it, a parse at most (most are dropped by the full
+    # queue), no audit line, no reply past 10/s.
+    extra_ms = (cpu_flood - cpu_base) * window * 1000 / sent[0]
+    print(f"flood: {sent[0]} junk commands, {extra_ms:.3f} ms CPU each, plates {len(before)} before, {len(during)} during")
+    assert extra_ms < 0.5, f"{extra_ms:.2f} ms of CPU per junk command ({cpu_base:.2f} -> {cpu_flood:.2f} cores)"
     # The demo's cars come at irregular intervals: a rate kept means well above the five-fold slow-down seen.
-    assert len(during) >= max(3, 0.6 * len(before)), f"{len(before)} plates before the flood, {len(during)} during"
+    assert len(during) >= max(3, 0.5 * len(before)), f"{len(before)} plates before the flood, {len(during)} during"
     late = [round(arrived - captured, 1) for captured, arrived in during]
     assert all(x < 8 for x in late), f"plates made during the flood arrived late: {late} s after capture"
     wait_until(lambda: any(m.json()["entry"]["action"] == "refusals" for m in collector.on("/events/audit")), 20,
@@ -209,6 +228,13 @@ def test_plates_keep_their_rate_during_a_flood_of_junk_commands(tmp_path: Path, 
     assert len(lines) <= window / 2 + 6, f"{len(lines)} audit lines for {sent[0]} junk commands"
     health = collector.on("/health")[-1].json()
     assert health["commands"]["unanswered"] > 0 and health["threads"]["dead"] == []
+
+
+def _cpu_s(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _epoch(iso: str) -> float:
