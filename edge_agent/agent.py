@@ -21,7 +21,7 @@ from edge_agent.audit import AuditError, AuditLog
 from edge_agent.audit_trail import AuditTrail, audit_path
 from edge_agent.commands import Command, CommandRouter
 from edge_agent.config import Config
-from edge_agent.doctor import CachedClock
+from edge_agent.doctor import CachedClock, ClockState
 from edge_agent.events import Event
 from edge_agent.footage import Footage, FootageError
 from edge_agent.health import HealthReporter, PipelineStats
@@ -29,6 +29,7 @@ from edge_agent.hotlist import HotlistCommand, Hotlists
 from edge_agent.mqtt_link import MqttLink
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.pipeline import FramePipeline, Reader
+from edge_agent.privacy_mask import PrivacyMask
 from edge_agent.provision import node_identity_path, node_key_path
 from edge_agent.remote_config import RemoteConfig, State
 from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key, load_trusted_keys
@@ -141,14 +142,19 @@ class Agent:
                                      self.outbox)
         self.frames = FrameQueue(self.stats)
         self.hotlists = Hotlists(Path(cfg.data_dir) / "hotlists.json", cfg.hotlist.fuzzy)
-        self.pipeline = FramePipeline(cfg, self.reader, self.stats, self.hotlists)
+        # Masked once per frame in the capture thread, in place, before the reader and the recorder share it.
+        self.privacy = PrivacyMask(cfg.privacy.masks)
+        self.clock = CachedClock()
+        # What the main thread last learnt of the clock (asking forks a process: never on the frame path).
+        self._clock_state = ClockState(None, "not checked yet")
+        self.pipeline = FramePipeline(cfg, self.reader, self.stats, self.hotlists, self.privacy,
+                                      lambda: self._clock_state)
         self.commands.register("hotlist", HotlistCommand(self.hotlists, self.verifier, self.audit), signed=True)
         # cmd/config restarts the process in place to apply a change to every stage at once (cli.py execs).
         self._restart = threading.Event()
         self.remote = RemoteConfig(remote or State(cfg, Path(cfg.data_dir), cfg.remote_config.self_check_s),
                                    self.verifier, self._restart.set, self.audit)
         self.commands.register("config", self.remote.handle, signed=True)
-        self.clock = CachedClock()
         self._store_lock = threading.Lock()
         self._held: deque[Event] = deque()
         self._stop = threading.Event()
@@ -199,6 +205,9 @@ class Agent:
                 continue
             backoff = cam.reconnect_min_s
             self.stats.frames_in += 1
+            if self.privacy:
+                # Before the frame is shared: the reader and the recorder hold this one masked image.
+                frame = self.privacy.apply(frame)
             self.frames.put(frame)
             if self.footage is not None:
                 self.footage.offer(frame)  # never blocks: the recorder has its own bounded queue
@@ -307,8 +316,10 @@ class Agent:
         problems = self.remote.self_check(self)
         snap["self_check"] = {"ok": not problems, "problems": problems}
         snap["clock"] = self.clock.as_health()
+        self._clock_state = self.clock.state()  # cached by as_health just now: no second probe
         snap["config"] = self.remote.health()
         snap["audit"] = self.audit.health()
+        snap["privacy"] = self.health.retention.section(self)
         if self.footage is not None:
             snap.update(self.footage.health())
         self.link.publish_health(snap)
@@ -369,6 +380,7 @@ class Agent:
             was_connected = connected
             self.remote.tick(self, self.link.reply, connected)
             self.audit.tick()
+            self.health.retention.tick(self)  # privacy.max_age_days and audit.keep_days, once a minute
             if self._restart.is_set():
                 break
         if self._restart.is_set():

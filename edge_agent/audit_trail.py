@@ -7,6 +7,10 @@ Refusals of commands whose signature and freshness did not check out (junk, forg
 on the broker can send them) are aggregated: one ``refusals`` record per ``audit.refusal_summary_s`` with
 counts by command and reason, so a flood cannot fill the evidence log or starve plate delivery. Every
 other decision gets a record of its own.
+
+The log holds requests, not footage or plates, and is kept ``audit.keep_days`` (5 years, DPR 15/2018
+art. 24), longer than anything else on the pole; :meth:`AuditTrail.enforce_retention` then deletes its
+oldest files, each after an ``audit_retention`` record says which (:mod:`edge_agent.audit`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge_agent.audit import AuditError, AuditLog, AuditRecord
+from edge_agent.audit import RETENTION, ROTATE_AFTER_S, AuditError, AuditLog, AuditRecord
 from edge_agent.events import PRIORITY_AUDIT, Event, utc_iso
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ class AuditTrail:
         self._since: float | None = None
         self.records = 0
         self.failures = 0
+        self.keep_days: float | None = None  # as last enforced
 
     def record(self, entry: dict[str, Any]) -> AuditRecord | None:
         """Appends and publishes one record; None (logged, counted) when the log cannot be written."""
@@ -119,12 +124,42 @@ class AuditTrail:
                      "total": sum(counts.values()), "counts": dict(sorted(counts.items())),
                      "note": "commands refused before their signature and freshness checked out"})
 
+    def enforce_retention(self, keep_days: float, now: float | None = None) -> int:
+        """Deletes the rotated files whose newest record is older than ``keep_days``, oldest first, each only
+        once a record of its removal (seq range, last hash) is in the chain; returns how many went."""
+        now = time.time() if now is None else now
+        self.keep_days = keep_days
+        keep_s = keep_days * 86400
+        removed = 0
+        try:
+            self.log.rotate_if_older(now - min(keep_s, ROTATE_AFTER_S))
+        except AuditError as exc:
+            log.error("%s", exc)
+        for f in self.log.expired_files(now - keep_s):
+            if not self.log.retention_recorded(f):
+                rec = self.record({"action": RETENTION, "decision": "removed", "file": f.path.name,
+                                   "first_seq": f.first_seq, "last_seq": f.last_seq, "last_hash": f.last_hash,
+                                   "newest": utc_iso(f.newest_ts), "keep_days": keep_days})
+                if rec is None:
+                    break  # nothing goes unless its removal is on record
+            try:
+                self.log.remove_rotated(f)
+            except OSError as exc:
+                log.error("audit: cannot delete %s: %s", f.path, exc.strerror or exc)
+                break
+            removed += 1
+        return removed
+
     def health(self) -> dict[str, Any]:
         seq, digest = self.log.head
         with self._lock:
             pending = sum(self._counts.values())
+        oldest = self.log.oldest_ts()
         return {"state": f"broken: {self.log.problem}" if self.log.problem else "ok", "seq": seq, "hash": digest,
-                "records": self.records, "write_failures": self.failures, "refusals_not_yet_summarised": pending}
+                "records": self.records, "write_failures": self.failures, "refusals_not_yet_summarised": pending,
+                "keep_days": self.keep_days,
+                "oldest_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 1),
+                "files_removed_by_retention": self.log.files_removed}
 
 
 def _action(command: str) -> str:

@@ -126,11 +126,41 @@ class AlprConfig(_Section):
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class LaneConfig(_Section):
+    name: str
+    polygon: list[Point]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _TOPIC_SAFE.fullmatch(v):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+        return v
+
+
 class EventsConfig(_Section):
     motion_events: bool = True
     dedup_window_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
     crop_max_height: Annotated[int, Field(ge=16, le=256)] = 64
     crop_jpeg_quality: Annotated[int, Field(ge=10, le=100)] = 80
+    # The vehicle in its frame, JPEG, at most this many KB in the event (0: no context image).
+    context_max_kb: Annotated[float, Field(ge=0, le=1024)] = 40.0
+    context_max_px: Annotated[int, Field(ge=64, le=4096)] = 640
+    lanes: list[LaneConfig] = Field(default_factory=list)
+    # A pass with motion but no readable plate still makes a transit record (read_status "unread").
+    unread_events: bool = True
+    unread_min_s: Annotated[float, Field(ge=0, le=60)] = 0.5
+    unread_min_area: Annotated[float, Field(gt=0, le=1)] = 0.02
+
+    @field_validator("lanes")
+    @classmethod
+    def _lanes(cls, v: list[LaneConfig]) -> list[LaneConfig]:
+        check_polygons([lane.polygon for lane in v], "lane")
+        names = [lane.name for lane in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"lane names must be unique; given more than once: {twice}")
+        return v
 
 
 class TrackingConfig(_Section):

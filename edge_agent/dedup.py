@@ -4,6 +4,10 @@ Matching is fuzzy (edit distance 1), so a re-read that differs by one character 
 still the same vehicle. Every re-sighting refreshes the entry, so a car parked in
 view and re-read by the periodic scan is published once, however long it stays.
 The memory lives in SQLite, so a restart does not publish the parked car again.
+
+It holds plate texts, so it is personal data: rows older than the window are purged at start and on the
+agent's retention timer (:meth:`RecentPlates.purge`), never kept past ``privacy.max_age_days`` even with a
+longer window, and deleted rows are zeroed on disk (``secure_delete``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class RecentPlates:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Rows are a few bytes: zeroing what is deleted costs nothing, and no plate text lingers in free pages.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("CREATE TABLE IF NOT EXISTS seen (text TEXT PRIMARY KEY, last_seen REAL NOT NULL)")
         self._db.execute("DELETE FROM seen WHERE last_seen < ?", (now - window_s,))
         self._seen: dict[str, float] = dict(self._db.execute("SELECT text, last_seen FROM seen").fetchall())
@@ -55,7 +61,8 @@ class RecentPlates:
                     self._written[key] = now
                 except sqlite3.Error as exc:
                     # Disk full or failing: the in-memory window still works; only restart memory suffers.
-                    log.warning("dedup: cannot persist %s: %s", key, exc)
+                    # No plate text at WARNING: logs are kept longer than plates may be (privacy.max_age_days).
+                    log.warning("dedup: cannot persist a sighting: %s", exc)
             if len(self._seen) > 4096:
                 self._expire(now)
             if hit is not None:
@@ -70,6 +77,32 @@ class RecentPlates:
             self._db.execute("DELETE FROM seen WHERE last_seen < ?", (horizon,))
         except sqlite3.Error as exc:
             log.warning("dedup: cannot expire old entries: %s", exc)
+
+    def purge(self, now: float, max_age_s: float) -> int:
+        """Forgets every plate not seen within the window, or within ``max_age_s`` when that is shorter;
+        returns how many stored rows went. Run on a timer: between plates nothing else would purge them."""
+        horizon = now - min(self._window, max_age_s)
+        with self._lock:
+            self._seen = {t: s for t, s in self._seen.items() if s >= horizon}
+            self._written = {t: s for t, s in self._written.items() if t in self._seen}
+            try:
+                purged = int(self._db.execute("DELETE FROM seen WHERE last_seen < ?", (horizon,)).rowcount)
+                if purged:
+                    # The WAL still holds the rows as they were written: empty it, so the texts are gone.
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return purged
+            except sqlite3.Error as exc:
+                log.warning("dedup: cannot purge old entries: %s", exc)
+                return 0
+
+    def oldest_age_s(self, now: float) -> float | None:
+        """Age of the oldest stored sighting, None when nothing is stored."""
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT MIN(last_seen) FROM seen").fetchone()
+            except sqlite3.Error:
+                return None
+        return None if row is None or row[0] is None else max(0.0, now - float(row[0]))
 
     def close(self) -> None:
         with self._lock:

@@ -68,6 +68,14 @@ class Hotlists:
             return {k: len(v) for k, v in self._lists.items()}
 
     def match(self, text: str) -> HotlistMatch | None:
+        found = self._match(text)
+        if found is not None:
+            # Said at WARNING without the plate: logs outlive privacy.max_age_days (the text is in the alert,
+            # and at DEBUG).
+            log.warning("hotlist: a plate matches list %s (%s)", found.list_id, found.kind)
+        return found
+
+    def _match(self, text: str) -> HotlistMatch | None:
         with self._lock:
             for list_id, plates in self._lists.items():
                 reason = plates.get(text)

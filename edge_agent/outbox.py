@@ -7,8 +7,9 @@ is strictly increasing per node across restarts.
 
 Bounds (docs/mqtt.md, "Outbox"): past ``max_events`` the oldest motion events are
 dropped; plate events are dropped (oldest first) only when the outbox exceeds its
-disk budget ``max_mb``. Audit records are never dropped. Every drop is counted per type and the
-counts persist.
+disk budget ``max_mb``. Events older than ``privacy.max_age_days`` are dropped too (:meth:`Outbox.expire`):
+plate texts and crops may not outlive their retention on the pole, not even undelivered. Audit records are
+never dropped. Every drop is counted per type and the counts persist.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class Outbox:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Deleted events hold plate texts and crops: zero them where that costs no extra I/O (the b-tree
+            # pages being rewritten anyway). Freed overflow pages of large crops are reused, not zeroed.
+            self._db.execute("PRAGMA secure_delete=FAST")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM outbox").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -136,6 +140,48 @@ class Outbox:
         # Disk budget: anything but audit records gives way, lowest priority and oldest first.
         while self._bytes > self._max_bytes and self._drop_oldest(_DROPPABLE):
             pass
+
+    def expire(self, cutoff: float) -> dict[str, int]:
+        """Drops every event stored before ``cutoff`` (wall clock) but audit records, counted per type both in
+        the drops (``stats().dropped``, so a gap in seq is always accounted for) and in :meth:`aged`. An outage
+        longer than the retention loses events: the law bounds how long plates may be kept, delivered or not."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                rows = self._db.execute(
+                    "DELETE FROM outbox WHERE created < ? AND priority <= ? RETURNING type, LENGTH(body)",
+                    (cutoff, _DROPPABLE)).fetchall()
+                dropped: dict[str, int] = {}
+                for kind, size in rows:
+                    dropped[str(kind)] = dropped.get(str(kind), 0) + 1
+                    self._count -= 1
+                    self._bytes -= int(size)
+                for kind, n in dropped.items():
+                    self._bump(f"dropped_{kind}", n)
+                    self._bump(f"aged_{kind}", n)
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                # Tried again at the next pass; nothing is lost by waiting a minute.
+                self._rollback()
+                return {}
+            if dropped:
+                # The WAL may still hold those events as written: empty it (rare: only after long outages).
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return dropped
+
+    def aged(self) -> dict[str, int]:
+        """Events dropped for age (privacy.max_age_days) per type, since the outbox was created."""
+        with self._lock:
+            return {str(k).removeprefix("aged_"): int(v)
+                    for k, v in self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'aged!_%' ESCAPE '!'")}
+
+    def oldest_personal_age_s(self, now: float) -> float | None:
+        """Age of the oldest stored event that may hold personal data (anything but audit records)."""
+        with self._lock:
+            oldest = self._db.execute("SELECT MIN(created) FROM outbox WHERE priority <= ?",
+                                      (_DROPPABLE,)).fetchone()[0]
+        return None if oldest is None else max(0.0, now - float(oldest))
 
     def pending(self, after_seq: int, limit: int) -> list[Pending]:
         """Events after ``after_seq`` in seq order, urgent ones excluded (see pending_urgent)."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edge_agent.alpr.types import PlateRead
 
@@ -42,6 +44,9 @@ class TrackResult:
     direction: str
     first_ts: float
     last_ts: float
+    # What the caller's context hook made of the track's most confident read, in its frame (the events
+    # stage keeps the vehicle's image there): only the tracker knows which read that is while the frame exists.
+    context: Any = None
 
 
 def iou(a: Box, b: Box) -> float:
@@ -122,6 +127,8 @@ class _Track:
     track_id: int
     obs: list[Observation] = field(default_factory=list)
     published: bool = False
+    context: Any = None
+    context_key: tuple[float, int] = (-1.0, -1)
 
     @property
     def last(self) -> Observation:
@@ -181,7 +188,11 @@ def direction(observations: list[Observation]) -> str:
     """Dominant motion of the plate in the image: left/right across it, approaching/receding along it."""
     if len(observations) < 2:
         return "unknown"
-    a, b = observations[0].read.box, observations[-1].read.box
+    return box_direction(observations[0].read.box, observations[-1].read.box)
+
+
+def box_direction(a: Box, b: Box) -> str:
+    """Dominant motion between a first and a last box of one object (a plate, or a moving vehicle)."""
     (ax, ay), (bx, by) = _centre(a), _centre(b)
     dx, dy = bx - ax, by - ay
     grow = b[2] / max(a[2], 1)
@@ -200,15 +211,22 @@ class PlateTracker:
         self._max_tracks = max_tracks
         self._tracks: list[_Track] = []
         self._ids = itertools.count(1)
+        # (read, track id) for each read of the latest update: which vehicle pass each read joined.
+        self.last_assignment: tuple[tuple[PlateRead, int], ...] = ()
 
     @property
     def live(self) -> int:
         return len(self._tracks)
 
-    def update(self, reads: list[PlateRead], frame_ts: float, mono: float) -> list[TrackResult]:
-        """Adds this frame's reads (possibly none) and returns the tracks that are due for publishing."""
+    def update(self, reads: list[PlateRead], frame_ts: float, mono: float,
+               context: Callable[[PlateRead], Any] | None = None) -> list[TrackResult]:
+        """Adds this frame's reads (possibly none) and returns the tracks that are due for publishing.
+
+        ``context`` is called, while this frame is at hand, for a read that is its track's most confident
+        so far; the track keeps only the latest result, so memory stays one context per live track."""
         free = list(self._tracks)
         displaced: list[_Track] = []
+        assigned: list[tuple[PlateRead, int]] = []
         for read in sorted(reads, key=lambda r: -r.confidence):
             costs: list[tuple[float, _Track]] = []
             others: list[tuple[float, _Track]] = []
@@ -227,10 +245,15 @@ class PlateTracker:
                 track = _Track(next(self._ids))
                 self._tracks.append(track)
             track.obs.append(Observation(read, frame_ts, mono))
+            assigned.append((read, track.track_id))
+            key = (read.confidence, read.box[2])
+            if context is not None and key > track.context_key:
+                track.context, track.context_key = context(read), key
             # Memory stays bounded for a car parked in view for hours: keep the best and latest reads.
             if len(track.obs) > 64:
                 keep = sorted(track.obs[:-8], key=lambda o: -o.read.confidence)[:24]
                 track.obs = sorted(keep, key=lambda o: o.mono) + track.obs[-8:]
+        self.last_assignment = tuple(assigned)
         # Another plate where this track's plate was, and this one not seen in the same frame: the
         # vehicle has left (a slideshow, or the next car at a stop line), so its track ends now rather
         # than wait out max_gap_s and take in a look-alike plate of the next car.
@@ -277,4 +300,4 @@ class PlateTracker:
         agreeing = [o for o in t.obs if o.read.text == text] or t.obs
         best = max(agreeing, key=lambda o: (o.read.confidence, o.read.box[2]))
         return TrackResult(t.track_id, text, conf, char_confs, best, len(t.obs), alts[:5], direction(t.obs),
-                           t.obs[0].frame_ts, t.last.frame_ts)
+                           t.obs[0].frame_ts, t.last.frame_ts, t.context)

@@ -245,6 +245,10 @@ def _bodies(target: str, m: Wrap, extra: dict[str, st.SearchStrategy[Any]]) -> s
         clean = m is _as_is  # a clean body is one the node accepts when it is signed properly
         cameras = ["cam0"] if clean else ["cam0", "cam1", "../cam0", "/dev/video0"]
         agencies = ["City Police", "Agency/Unit 7", "O'Brien & Co."] + ([] if clean else ["../../x", "a\x00b"])
+        purposes = ["Proc. 1234/2026", "complaint #77: hit and run", "Denuncia n. 5/2026 (Procura di Milano)"] + (
+            [] if clean else ["", " ", "-", "x" * 129, "case\n42", "\u202eevil", "a\x00b"])
+        operators = ["Isp. M. Rossi, matr. 4711", "m.rossi@polizia.example", "Agente Scelto Bianchi"] + (
+            [] if clean else ["", "__", "op\tx", "y" * 200])
         urls = ["https://evidence.example/in/case", "https://user:pw@h.example/p?t=1",
                 "https://h.example/../../etc/passwd"] + ([] if clean else [
                 "http://evidence.example/x", "ftp://h/x", "https:///nohost", "file:///etc/passwd"])
@@ -252,7 +256,8 @@ def _bodies(target: str, m: Wrap, extra: dict[str, st.SearchStrategy[Any]]) -> s
         return spans.flatmap(lambda span: st.fixed_dictionaries(
             {"request_id": rid, "camera": m(st.sampled_from(cameras)),
              "start": m(st.just(_iso(-span[0]))), "end": m(st.just(_iso(-span[0] + span[1]))),
-             "agency": m(st.sampled_from(agencies)), "upload_url": m(st.sampled_from(urls)),
+             "agency": m(st.sampled_from(agencies)), "purpose": m(st.sampled_from(purposes)),
+             "operator": m(st.sampled_from(operators)), "upload_url": m(st.sampled_from(urls)),
              "upload_token": m(st.text(min_size=1, max_size=40))},
             optional=extra))
     good_set = st.fixed_dictionaries({}, optional=VALID_RUNTIME)

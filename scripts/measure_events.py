@@ -114,7 +114,8 @@ def run(frames: Iterator[np.ndarray], truth: list[str], reader: PlateReader, dat
     events += pipe.flush()
     elapsed = time.perf_counter() - t0
     pipe.close()
-    plates = [e.payload for e in events if e.type == "plate"]
+    # Passes with no readable plate (read_status "unread") are records of a vehicle, not reads to score.
+    plates = [e.payload for e in events if e.type == "plate" and e.payload.get("read_status") != "unread"]
     texts = [_fold(p["text"]) for p in plates]
     want = [_fold(t) for t in truth]
     correct = sum(1 for t in want if t in texts)

@@ -83,7 +83,8 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         now = datetime.now(UTC)
         start, end = now - timedelta(seconds=4), now - timedelta(seconds=1.5)
         rc = main(["ops", "request-clip", "--node", "pole-test", "--key", str(ops_key[0]), "--key-id", "ops1",
-                   "--agency", "City Police", "--upload-url", rx.url, "--token-file", str(token_file),
+                   "--agency", "City Police", "--purpose", "Proc. 1234/2026 (hit and run)",
+                   "--operator", "Isp. M. Rossi, matr. 4711", "--upload-url", rx.url, "--token-file", str(token_file),
                    "--start", _iso(start), "--end", _iso(end), "--request-id", "case-42-a",
                    "--port", str(broker.port), "--timeout", "60"])
         out = capsys.readouterr().out
@@ -100,10 +101,13 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         manifest.write_bytes(rx.files["case-42-a.manifest.json"])
         m = json.loads(manifest.read_bytes())
         assert m["node_id"] == "pole-test" and m["agency"] == "City Police" and m["request_id"] == "case-42-a"
+        assert m["purpose"] == "Proc. 1234/2026 (hit and run)" and m["operator"] == "Isp. M. Rossi, matr. 4711"
         assert 20 <= m["clip"]["frames"] <= 27  # 2.5 s at 10 fps
         node_pub = tmp_path / "data" / "keys" / "node-signing.pub"
         assert main(["ops", "verify-clip", str(clip), str(manifest), "--node-key", str(node_pub)]) == 0
-        assert capsys.readouterr().out.startswith("OK case-42-a.mp4")
+        verified = capsys.readouterr().out
+        assert verified.startswith("OK case-42-a.mp4")
+        assert "for City Police (Isp. M. Rossi, matr. 4711), purpose Proc. 1234/2026 (hit and run)" in verified
 
         # Tampering with either file is caught.
         data = bytearray(clip.read_bytes())
@@ -121,6 +125,7 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         wait_until(lambda: len([e for e in collector.events() if e["type"] == "audit"]) >= 2, 10, "audit events")
         audits = [e for e in collector.events() if e["type"] == "audit"]
         assert [a["entry"]["decision"] for a in audits] == ["accepted", "uploaded"]
+        assert audits[0]["entry"]["purpose"] == m["purpose"] and audits[0]["entry"]["operator"] == m["operator"]
         up = audits[1]["entry"]
         assert up["sha256"] == m["clip"]["sha256"] and audits[1]["prev_hash"] == audits[0]["audit_hash"]
         # manifest_sha256 is the hash of the manifest bytes the receiver got.
@@ -136,7 +141,8 @@ def test_clip_request_end_to_end_with_interrupted_upload(
 
         # The same request_id again, properly signed with a fresh nonce: refused (its files are at the receiver).
         rc = main(["ops", "request-clip", "--node", "pole-test", "--key", str(ops_key[0]), "--key-id", "ops1",
-                   "--agency", "City Police", "--upload-url", rx.url, "--token-file", str(token_file),
+                   "--agency", "City Police", "--purpose", "Proc. 1234/2026 (hit and run)",
+                   "--operator", "Isp. M. Rossi, matr. 4711", "--upload-url", rx.url, "--token-file", str(token_file),
                    "--start", _iso(start), "--end", _iso(end), "--request-id", "case-42-a",
                    "--port", str(broker.port), "--timeout", "20"])
         assert rc == 1 and "duplicate request_id" in capsys.readouterr().out
@@ -163,8 +169,8 @@ def test_every_rejection_has_its_reason_and_is_audited(
 
     def body(rid: str, **over: Any) -> dict[str, Any]:
         b = {"request_id": rid, "camera": "cam0", "start": _iso(now - timedelta(seconds=20)),
-             "end": _iso(now - timedelta(seconds=10)), "agency": "City Police",
-             "upload_url": "https://127.0.0.1:9/up", "upload_token": TOKEN}
+             "end": _iso(now - timedelta(seconds=10)), "agency": "City Police", "purpose": "Proc. 1234/2026",
+             "operator": "Isp. M. Rossi", "upload_url": "https://127.0.0.1:9/up", "upload_token": TOKEN}
         b.update(over)
         return b
 
@@ -262,8 +268,8 @@ def test_upload_continues_after_the_agent_is_killed(
                "4.5 s of recorded footage")
     now = datetime.now(UTC)
     body = {"request_id": "case-7", "camera": "cam0", "start": _iso(now - timedelta(seconds=4)),
-            "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "upload_url": tus_server.endpoint,
-            "upload_token": tus_token}
+            "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "purpose": "Proc. 7/2026",
+            "operator": "Isp. M. Rossi", "upload_url": tus_server.endpoint, "upload_token": tus_token}
     collector.publish("edge/pole-test/cmd/clip", json.dumps(_sign(body, load_private_key(ops_key[0]))))
     wait_until(lambda: tus_server.held("case-7.mp4") >= 8000, 30, "8 kB of the clip on the server")
     if how == "SIGKILL":
@@ -305,3 +311,47 @@ def test_upload_continues_after_the_agent_is_killed(
     # Nor do the upload URLs (the job store kept them for the restart).
     wait_until(lambda: not [f for f in (tmp_path / "data").rglob("*")
                             if f.is_file() and clip.id.encode() in f.read_bytes()], 10, "the upload URL to be wiped")
+
+
+def test_purpose_and_operator_are_required_validated_and_signed_into_the_manifest(tmp_path: Path) -> None:
+    from edge_agent.audit_trail import request_fields
+    from edge_agent.clips.manifest import VerifyError, build_manifest, verify_clip
+    from edge_agent.clips.request import Limits, parse_clip_request
+    from edge_agent.commands import CommandRejected
+    from edge_agent.signing import SignedCommandVerifier
+
+    ops = generate_keypair(tmp_path / "ops.key", tmp_path / "ops.pub")
+    verifier = SignedCommandVerifier({"ops1": ops.public_key()}, tmp_path / "n.sqlite3", node_id="pole-test")
+    now = datetime.now(UTC)
+    limits = Limits("cam0", 60, now.timestamp() - 100, False)
+    body = {"request_id": "case-9", "camera": "cam0", "start": _iso(now - timedelta(seconds=20)),
+            "end": _iso(now - timedelta(seconds=10)), "agency": "Polizia Locale",
+            "purpose": "Denuncia n. 5/2026 (Procura di Milano)", "operator": "Isp. M. Rossi, matr. 4711",
+            "upload_url": "https://evidence.example/in", "upload_token": TOKEN}
+    req = parse_clip_request(_sign(body, ops), verifier, now.timestamp(), limits)
+    assert (req.purpose, req.operator) == (body["purpose"], body["operator"])
+    for name in ("purpose", "operator"):
+        without = {k: v for k, v in body.items() if k != name}
+        with pytest.raises(CommandRejected, match=rf"malformed request: missing fields \['{name}'\]"):
+            parse_clip_request(_sign(without, ops), verifier, now.timestamp(), limits)
+        for bad in ("", "  ", "-", "x" * 129, "line\nbreak", "\u202eevil", 7):
+            with pytest.raises(CommandRejected, match=rf"malformed request: {name} must be"):
+                parse_clip_request(_sign({**body, name: bad}, ops), verifier, now.timestamp(), limits)
+    # Both go on record with the request, and into the manifest under the node's signature.
+    assert request_fields(body)["purpose"] == body["purpose"] and request_fields(body)["operator"] == body["operator"]
+    clip = tmp_path / "case-9.mp4"
+    clip.write_bytes(b"\x00" * 1000)
+    node = Ed25519PrivateKey.generate()
+    manifest = build_manifest(node_id="pole-test", camera="cam0", request_id="case-9", agency=req.agency,
+                              purpose=req.purpose, operator=req.operator, requested=(req.start, req.end),
+                              clip_path=clip, clip_range=(req.start_ts, req.end_ts), frames=10, node_key=node)
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    assert verify_clip(clip, tmp_path / "m.json", node.public_key())["purpose"] == body["purpose"]
+    (tmp_path / "m.json").write_text(json.dumps({**manifest, "purpose": "another case"}))
+    with pytest.raises(VerifyError, match="bad signature"):
+        verify_clip(clip, tmp_path / "m.json", node.public_key())
+    # The operations-room tool refuses to send a request without them.
+    with pytest.raises(SystemExit) as exc:
+        main(["ops", "request-clip", "--node", "pole-test", "--key", str(tmp_path / "ops.key"), "--key-id", "ops1",
+              "--agency", "City Police", "--upload-url", "https://evidence.example/in", "--last", "5"])
+    assert exc.value.code == 2

@@ -125,6 +125,7 @@ def test_upload_allowed_hosts(tmp_path: Path) -> None:
     now = time.time()
     body = {"request_id": "c1", "camera": "cam0", "start": iso_utc(datetime.fromtimestamp(now - 20, UTC)),
             "end": iso_utc(datetime.fromtimestamp(now - 10, UTC)), "agency": "City Police",
+            "purpose": "Proc. 1234/2026", "operator": "Isp. M. Rossi",
             "upload_url": "https://elsewhere.example/in", "upload_token": "t"}
     limits = Limits("cam0", 60, now - 100, False, ("evidence.example",))
     with pytest.raises(CommandRejected, match=r"'elsewhere\.example' is not in upload\.allowed_hosts"):

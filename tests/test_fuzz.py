@@ -95,7 +95,8 @@ def test_clip_with_an_unparsable_upload_url_is_refused_with_a_reason(tmp_path: P
 
     h = fuzz.build_harness(tmp_path)
     body = {"request_id": "c1", "camera": "cam0", "start": fuzz._iso(-100), "end": fuzz._iso(-95),
-            "agency": "City Police", "upload_url": url, "upload_token": "t"}
+            "agency": "City Police", "purpose": "Proc. 1234/2026", "operator": "Isp. M. Rossi", "upload_url": url,
+            "upload_token": "t"}
     for payload in (body, sign_command(body, h.trusted, fuzz.TRUSTED_ID, node_id="pole-fuzz", command="clip")):
         reply = h.router.handle("clip", json.dumps(payload).encode())[1]
         assert reply["ok"] is False and not reply["error"].startswith("internal error"), reply

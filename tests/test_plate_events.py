@@ -216,7 +216,8 @@ def test_plates_keep_their_rate_during_a_flood_of_junk_commands(tmp_path: Path, 
     # What a junk command costs the node: receiving it, sizing it, a parse at most (most are dropped by the full
     # queue), no audit line, no reply past 10/s.
     extra_ms = (cpu_flood - cpu_base) * window * 1000 / sent[0]
-    print(f"flood: {sent[0]} junk commands, {extra_ms:.3f} ms CPU each, plates {len(before)} before, {len(during)} during")
+    print(f"flood: {sent[0]} junk commands, {extra_ms:.3f} ms CPU each, plates {len(before)} before, "
+          f"{len(during)} during")
     assert extra_ms < 0.5, f"{extra_ms:.2f} ms of CPU per junk command ({cpu_base:.2f} -> {cpu_flood:.2f} cores)"
     # The demo's cars come at irregular intervals: a rate kept means well above the five-fold slow-down seen.
     assert len(during) >= max(3, 0.5 * len(before)), f"{len(before)} plates before the flood, {len(during)} during"

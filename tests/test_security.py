@@ -151,6 +151,7 @@ def test_secrets_never_appear_in_logs_or_published_messages(tmp_path: Path, brok
     agents.append(agent)
     wait_until(lambda: bool(collector.on("/health")), 30, "the agent's first health message")
     clip = {"camera": "cam0", "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:10Z", "agency": "City Police",
+            "purpose": "Proc. 1234/2026", "operator": "Isp. M. Rossi",
             "upload_url": f"https://agency:{url_pw}@evidence.example/in?token={url_query}", "upload_token": token}
     # Validly signed, refused later on (so recorded one by one, with the URL reduced to its host):
     _send(collector, "clip", sign_command({"request_id": "c1", **clip}, ops, "ops1", **_bound("clip")))

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The clip manifest: what was cut, for whom, and its SHA-256, signed with the node's own Ed25519 key.
+"""The clip manifest: what was cut, for whom and why, and its SHA-256, signed with the node's own Ed25519 key.
 
 ``verify_clip`` is what an agency (or ``edge-agent ops verify-clip``) runs: the clip's hash and size
 must match and the signature must verify, against the node's public key when given (proof of
@@ -34,8 +34,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def build_manifest(*, node_id: str, camera: str, request_id: str, agency: str, requested: tuple[str, str],
-                   clip_path: Path, clip_range: tuple[float, float], frames: int,
+def build_manifest(*, node_id: str, camera: str, request_id: str, agency: str, purpose: str, operator: str,
+                   requested: tuple[str, str], clip_path: Path, clip_range: tuple[float, float], frames: int,
                    node_key: Ed25519PrivateKey) -> dict[str, Any]:
     from datetime import UTC, datetime
 
@@ -48,6 +48,9 @@ def build_manifest(*, node_id: str, camera: str, request_id: str, agency: str, r
         "camera": camera,
         "request_id": request_id,
         "agency": agency,
+        # Why the footage left the pole, signed with it: the clip cannot be reused for another case unnoticed.
+        "purpose": purpose,
+        "operator": operator,
         "requested": {"start": requested[0], "end": requested[1]},
         "clip": {"file": clip_path.name, "start": iso(clip_range[0]), "end": iso(clip_range[1]), "frames": frames,
                  "bytes": clip_path.stat().st_size, "sha256": sha256_file(clip_path)},

@@ -11,9 +11,13 @@ from typing import Any
 from edge_agent.commands import CommandRejected, Unverified
 from edge_agent.signing import SignedCommandVerifier, parse_iso_utc
 
-REQUIRED = ("request_id", "node_id", "command", "camera", "start", "end", "agency", "upload_url", "upload_token",
-            "expires", "nonce", "key_id", "signature")
+REQUIRED = ("request_id", "node_id", "command", "camera", "start", "end", "agency", "purpose", "operator",
+            "upload_url", "upload_token", "expires", "nonce", "key_id", "signature")
 _AGENCY = re.compile(r"^[\w .,'()&/-]{1,128}$")
+# Why footage leaves the pole and who asked: free text for people (a case or complaint number, a name and
+# badge number or e-mail), so a little more punctuation than agency, but no control characters, and at least
+# one letter or digit: a purpose of "  " or "-" records nothing. 128 is what the audit log keeps of a field.
+_REASON_TEXT = re.compile(r"(?=.*[^\W_])[\w .,'()&/:#@+-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,8 @@ class ClipRequest:
     start: str
     end: str
     agency: str
+    purpose: str  # the case or complaint reference the footage is for
+    operator: str  # who in the agency asked
     upload_url: str
     upload_token: str
     key_id: str
@@ -63,11 +69,15 @@ def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, no
     missing = [f for f in REQUIRED if f not in body]
     if missing:
         raise CommandRejected(f"malformed request: missing fields {missing}")
-    for name in ("camera", "agency", "upload_url", "upload_token"):
+    for name in ("camera", "agency", "purpose", "operator", "upload_url", "upload_token"):
         if not isinstance(body[name], str) or not body[name]:
             raise CommandRejected(f"malformed request: {name} must be a non-empty string")
     if not _AGENCY.fullmatch(body["agency"]):
         raise CommandRejected("malformed request: agency must be 1-128 letters, digits, spaces or .,'()&/-")
+    for name in ("purpose", "operator"):
+        if not _REASON_TEXT.fullmatch(body[name]):
+            raise CommandRejected(f"malformed request: {name} must be 1-128 letters, digits, spaces or "
+                                  ".,'()&/:#@+- with at least one letter or digit")
     if len(body["upload_token"]) > 4096:
         raise CommandRejected("malformed request: upload_token longer than 4096 characters")
     url = _split_url(body["upload_url"])
@@ -97,4 +107,4 @@ def parse_clip_request(body: dict[str, Any], verifier: SignedCommandVerifier, no
         raise CommandRejected(f"range outside retention: start is {limits.oldest_ts - start:.0f} s before the "
                               "oldest footage")
     return ClipRequest(body["request_id"], body["camera"], start, end, body["start"], body["end"], body["agency"],
-                       body["upload_url"], body["upload_token"], key_id)
+                       body["purpose"], body["operator"], body["upload_url"], body["upload_token"], key_id)

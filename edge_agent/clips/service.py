@@ -47,6 +47,10 @@ class _Stopped(Exception):
     """The agent is stopping mid-job: the job stays in the store for the next start."""
 
 
+class _Expired(Exception):
+    """The job is older than privacy.max_age_days: it fails and everything it kept is wiped."""
+
+
 class JobStore:
     """Accepted requests not yet ended, durable across restarts."""
 
@@ -103,7 +107,13 @@ class JobStore:
     def pending(self) -> list[tuple[ClipRequest, float]]:
         with self._lock:
             rows = self._db.execute("SELECT request, accepted FROM jobs ORDER BY accepted").fetchall()
-        return [(ClipRequest(**json.loads(r)), float(a)) for r, a in rows]
+        # Jobs stored before purpose and operator were required lack them: they still resume.
+        return [(ClipRequest(**{"purpose": "", "operator": "", **json.loads(r)}), float(a)) for r, a in rows]
+
+    def oldest_accepted(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(accepted) FROM jobs").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def close(self) -> None:
         with self._lock:
@@ -127,6 +137,7 @@ class UploadStats:
     active: str = ""
     done: int = 0
     failed: int = 0
+    expired: int = 0  # of failed: older than privacy.max_age_days, failed and wiped by retention
 
 
 class ClipService:
@@ -152,6 +163,7 @@ class ClipService:
         self.give_up_after_s = give_up_after_s
         self.jobs = JobStore(work_dir / "jobs.sqlite3")
         self._accepted: dict[str, float] = {}
+        self._expired: dict[str, str] = {}  # request_id -> why, for jobs retention has failed or is failing
         resumed = self.jobs.pending()
         live = {req.request_id for req, _ in resumed}
         for holder, _, _ in recorder.index.holds():
@@ -257,7 +269,9 @@ class ClipService:
     def _job(self, req: ClipRequest) -> bool:
         with self._lock:
             self.stats.pending -= 1
-        self.stats.active = req.request_id
+            if req.request_id not in self._accepted:
+                return True  # ended while it waited in the queue (failed and wiped by retention)
+            self.stats.active = req.request_id
         try:
             result = self._process(req)
             self.stats.done += 1
@@ -266,6 +280,8 @@ class ClipService:
         except (_Stopped, UploadStopped):
             log.info("clips: request %s continues at the next start", req.request_id)
             return False
+        except _Expired as exc:
+            self._failed_by_retention(req, str(exc), end=False)
         except (ClipError, UploadError, OSError) as exc:
             self.stats.failed += 1
             self._audit("failed", req.request_id, reason=str(exc))
@@ -287,11 +303,58 @@ class ClipService:
         self.recorder.index.release(req.request_id)
         with self._lock:
             self._accepted.pop(req.request_id, None)
+            self._expired.pop(req.request_id, None)
+
+    # -- retention (privacy.max_age_days) --------------------------------------------------------
+
+    def expire(self, now: float, max_age_s: float) -> int:
+        """Fails every job accepted more than ``max_age_s`` ago and wipes what it kept (token, upload URLs, cut
+        clip, manifest, hold on the footage): a request stuck that long (a receiver gone, a node off for weeks)
+        must not keep footage and a bearer token on the pole. A job waiting in the queue ends here; the one
+        being uploaded ends at its next chunk or attempt. Returns how many jobs were found expired."""
+        why = expired_reason(max_age_s)
+        waiting: list[ClipRequest] = []
+        found = 0
+        for req, accepted in self.jobs.pending():
+            if accepted >= now - max_age_s:
+                continue
+            with self._lock:
+                if req.request_id in self._expired:
+                    continue  # already being failed
+                self._expired[req.request_id] = why
+                if self.stats.active != req.request_id:
+                    # Claimed here, under the lock: the worker skips a job no longer in _accepted.
+                    self._accepted.pop(req.request_id, None)
+                    waiting.append(req)
+            found += 1
+        for req in waiting:
+            self._failed_by_retention(req, why)
+        return found
+
+    def _check_expired(self, req: ClipRequest) -> None:
+        with self._lock:
+            why = self._expired.get(req.request_id)
+        if why is not None:
+            raise _Expired(why)
+
+    def _failed_by_retention(self, req: ClipRequest, why: str, end: bool = True) -> None:
+        log.warning("clips: request %s %s", req.request_id, why)
+        self.stats.failed += 1
+        self.stats.expired += 1
+        self._audit("failed", req.request_id, reason=why)
+        self._send(req, "failed", ok=False, error=why)
+        if end:
+            self._end(req)
+
+    def oldest_age_s(self, now: float) -> float | None:
+        accepted = self.jobs.oldest_accepted()
+        return None if accepted is None else max(0.0, now - accepted)
 
     def _files(self, req: ClipRequest) -> tuple[Path, Path]:
         return self.work_dir / f"{req.request_id}.mp4", self.work_dir / f"{req.request_id}.manifest.json"
 
     def _process(self, req: ClipRequest) -> dict[str, Any]:
+        self._check_expired(req)
         clip, manifest_path = self._files(req)
         if clip.is_file() and manifest_path.is_file():
             # Cut before a restart: upload exactly those bytes, so the receiver's partial file stays valid.
@@ -305,6 +368,7 @@ class ClipService:
         last = [0.0]
 
         def progress(name: str, sent: int, total: int) -> None:
+            self._check_expired(req)  # called at every attempt and chunk: retention can end a stuck upload
             now = time.monotonic()
             if now - last[0] >= self.progress_interval_s or sent == total:
                 last[0] = now
@@ -332,7 +396,8 @@ class ClipService:
         manifest_path.unlink(missing_ok=True)
         cut = self.recorder.cut(req.start_ts, req.end_ts, clip)
         manifest = build_manifest(node_id=self.node_id, camera=req.camera, request_id=req.request_id,
-                                  agency=req.agency, requested=(req.start, req.end), clip_path=clip,
+                                  agency=req.agency, purpose=req.purpose, operator=req.operator,
+                                  requested=(req.start, req.end), clip_path=clip,
                                   clip_range=(cut.first_ts, cut.last_ts), frames=cut.frames, node_key=self.node_key)
         # Written atomically, and only after the clip: a manifest on disk always describes a complete clip.
         tmp = manifest_path.with_name(manifest_path.name + ".part")
@@ -343,5 +408,34 @@ class ClipService:
         return manifest
 
 
+def expired_reason(max_age_s: float) -> str:
+    return f"older than privacy.max_age_days ({max_age_s / 86400:g} days): failed and wiped by retention"
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def expire_unattended(work_dir: Path, now: float, max_age_s: float,
+                      audit: AuditTrail) -> tuple[int, set[str], float | None]:
+    """Retention for clip jobs left behind by a recorder that has since been disabled: no ClipService runs to
+    resume or fail them, so those accepted more than ``max_age_s`` ago are failed (on record) and wiped here.
+    Returns how many, the request ids still kept, and when the oldest of those was accepted."""
+    path = work_dir / "jobs.sqlite3"
+    if not path.exists():
+        return 0, set(), None
+    store = JobStore(path)
+    try:
+        why, n = expired_reason(max_age_s), 0
+        for req, accepted in store.pending():
+            if accepted >= now - max_age_s:
+                continue
+            for name in (f"{req.request_id}.mp4", f"{req.request_id}.manifest.json"):
+                (work_dir / name).unlink(missing_ok=True)
+            store.remove(req.request_id)
+            audit.decision("clip", "failed", req.request_id, {}, reason=why)
+            log.warning("clips: request %s %s", req.request_id, why)
+            n += 1
+        return n, {req.request_id for req, _ in store.pending()}, store.oldest_accepted()
+    finally:
+        store.close()

@@ -61,8 +61,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"OK {path}: {result.problem or 'empty'}")
         return EXIT_OK
     if result.ok:
-        head = f", contains seq {args.head[0]} as received" if args.head else ""
-        print(f"OK {path}: {result.entries} entries, hash chain intact up to seq {result.last_seq} "
+        head = ""
+        if args.head:
+            head = (f", seq {args.head[0]} as received was removed by retention" if args.head[0] <= result.removed_to
+                    else f", contains seq {args.head[0]} as received")
+        removed = (f" (entries 1-{result.removed_to} removed by retention, record seq {result.removed_record})"
+                   if result.removed_to else "")
+        print(f"OK {path}: {result.entries} entries{removed}, hash chain intact up to seq {result.last_seq} "
               f"({result.last_hash}), {signed}{head}")
         return EXIT_OK
     print(f"BROKEN {path}: {result.problem} ({result.entries} entries before it are intact)")
@@ -109,9 +114,12 @@ def cmd_verify_clip(args: argparse.Namespace) -> int:
         print(f"FAILED {exc}")
         return EXIT_FAILURE
     c = manifest["clip"]
+    # Manifests signed before purpose and operator were required have neither.
+    why = (f" ({manifest['operator']}), purpose {manifest['purpose']}"
+           if manifest.get("purpose") and manifest.get("operator") else "")
     print(f"OK {args.clip.name}: sha256 {c['sha256']}, {c['bytes']} bytes, {c['frames']} frames "
           f"{c['start']}..{c['end']}, node {manifest['node_id']} camera {manifest['camera']}, "
-          f"request {manifest['request_id']} for {manifest['agency']}")
+          f"request {manifest['request_id']} for {manifest['agency']}{why}")
     if node_key is None:
         print("note: checked against the key inside the manifest; pass --node-key NODE.pub to prove the origin")
     return EXIT_OK

@@ -85,7 +85,9 @@ class Fleet:
             elif kind == "events/plate":
                 e = parse_json(payload)
                 if isinstance(e, dict):
-                    view.last_plate = str(e.get("text", "?"))[:16]
+                    # A pass with no readable plate has no text: show that it happened, not "None".
+                    plate = e.get("text") if e.get("read_status") != "unread" else None
+                    view.last_plate = plate[:16] if isinstance(plate, str) and plate else "(unread)"
                     view.last_plate_at = _ts(e.get("ts")) or time.time()
             elif kind == "events/alert":
                 view.alerts += 1

@@ -103,9 +103,10 @@ def _clip(args: argparse.Namespace) -> int:
         raise Usage("give --start and --end, or --last SECONDS")
     rid = args.request_id or f"clip-{secrets.token_hex(6)}"
     body: dict[str, Any] = {"request_id": rid, "camera": args.camera, "start": _iso(start), "end": _iso(end),
-                            "agency": args.agency, "upload_url": args.upload_url, "upload_token": token}
+                            "agency": args.agency, "purpose": args.purpose, "operator": args.operator,
+                            "upload_url": args.upload_url, "upload_token": token}
     banner = (f"request {rid}: {body['camera']} {body['start']}..{body['end']} for {args.agency} "
-              f"-> {args.prefix}/{args.node}/cmd/clip")
+              f"({args.operator}), purpose {args.purpose} -> {args.prefix}/{args.node}/cmd/clip")
 
     def final(r: dict[str, Any]) -> bool:
         return not r.get("ok") or r.get("state") in ("done", "failed")
@@ -196,6 +197,12 @@ def add_parsers(osub: Any, add_broker: Any, add_signing: Any) -> None:
                                      "failed. Exit 0 on done.")
     rq.add_argument("--node", required=True, help="node_id of the pole")
     rq.add_argument("--agency", required=True, help="who asks (recorded in the manifest and the audit log)")
+    rq.add_argument("--purpose", required=True,
+                    help="why: the case or complaint reference the footage is for, e.g. 'Proc. 1234/2026' "
+                         "(1-128 characters; signed into the manifest and kept in the audit log)")
+    rq.add_argument("--operator", required=True,
+                    help="who in the agency asked, e.g. 'Isp. M. Rossi, matr. 4711' (1-128 characters; signed "
+                         "into the manifest and kept in the audit log)")
     rq.add_argument("--upload-url", required=True,
                     help="the agency's tus 1.0 creation endpoint (https://...), where the clip and manifest go")
     rq.add_argument("--token-file", type=Path, default=None,

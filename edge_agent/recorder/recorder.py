@@ -38,12 +38,22 @@ class RecorderStats:
     event_clips: int = 0
     event_clips_deleted: int = 0
     event_clips_bytes: int = 0  # on disk, as of the last retention pass or clip cut
+    event_clips_oldest_ts: float | None = None  # mtime of the oldest on disk, as of the same
+    segments_expired: int = 0  # of segments_deleted: for age (the rest for the disk budget)
+    event_clips_expired: int = 0  # of event_clips_deleted: for age
 
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
     max_age_s: float
     max_bytes: int
+    # Event clips show plates: privacy.max_age_days bounds them too when it is shorter (None: max_age_s).
+    event_clip_max_age_s: float | None = None
+
+    @property
+    def event_clip_age_s(self) -> float:
+        cap = self.event_clip_max_age_s
+        return self.max_age_s if cap is None else min(self.max_age_s, cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +243,10 @@ class Recorder:
                 log.warning("recorder: event clip %s not cut: %s", c.name, exc)
                 continue
             with contextlib.suppress(OSError):
-                self.stats.event_clips_bytes += out.stat().st_size
+                st = out.stat()
+                self.stats.event_clips_bytes += st.st_size
+                if self.stats.event_clips_oldest_ts is None:
+                    self.stats.event_clips_oldest_ts = st.st_mtime
 
     # -- clips and retention ---------------------------------------------------------------------
 
@@ -244,7 +257,9 @@ class Recorder:
         """Deletes footage past the maximum age or the disk budget, oldest first, skipping held segments.
 
         Event clips count against the same budget but go last: they are the footage around plates,
-        worth more than the continuous recording they were cut from."""
+        worth more than the continuous recording they were cut from. Their age bound is the shorter of
+        the policy's two (footage, privacy)."""
+        policy = self.policy  # one read: the agent's retention timer may swap in a tighter one
         clips = self._clips_on_disk()
         clip_bytes = sum(size for _, _, size in clips)
         holds = self.index.holds()
@@ -254,10 +269,10 @@ class Recorder:
         while batch := self.index.closed(after, 256):  # in batches: a week is ~60 000 segments
             after = batch[-1].start_ts
             for seg in batch:
-                too_old = seg.end_ts < now - self.policy.max_age_s
-                if not too_old and total <= self.policy.max_bytes:
+                too_old = seg.end_ts < now - policy.max_age_s
+                if not too_old and total <= policy.max_bytes:
                     # Oldest first: the rest are younger, and within budget.
-                    return self._prune_event_clips(now, clips, clip_bytes, total, deleted)
+                    return self._prune_event_clips(now, policy, clips, clip_bytes, total, deleted)
                 if any(_overlaps(seg, s, e) for _, s, e in holds):
                     continue
                 try:
@@ -269,7 +284,8 @@ class Recorder:
                 total -= seg.bytes
                 deleted.append(seg.path)
                 self.stats.segments_deleted += 1
-        return self._prune_event_clips(now, clips, clip_bytes, total, deleted)
+                self.stats.segments_expired += int(too_old)
+        return self._prune_event_clips(now, policy, clips, clip_bytes, total, deleted)
 
     def _clips_on_disk(self) -> list[tuple[float, Path, int]]:
         """(mtime, path, bytes) of every event clip, oldest first."""
@@ -282,21 +298,27 @@ class Recorder:
             out.append((st.st_mtime, clip, st.st_size))
         return sorted(out)
 
-    def _prune_event_clips(self, now: float, clips: list[tuple[float, Path, int]], clip_bytes: int, total: int,
-                           deleted: list[Path]) -> list[Path]:
+    def _prune_event_clips(self, now: float, policy: RetentionPolicy, clips: list[tuple[float, Path, int]],
+                           clip_bytes: int, total: int, deleted: list[Path]) -> list[Path]:
+        oldest: float | None = None
         for mtime, clip, size in clips:
-            if mtime >= now - self.policy.max_age_s and total <= self.policy.max_bytes:
+            too_old = mtime < now - policy.event_clip_age_s
+            if not too_old and total <= policy.max_bytes:
+                oldest = mtime
                 break
             try:
                 clip.unlink(missing_ok=True)
             except OSError as exc:
                 log.error("recorder: cannot delete %s: %s", clip, exc)
+                oldest = mtime if oldest is None else oldest
                 continue
             total -= size
             clip_bytes -= size
             deleted.append(clip)
             self.stats.event_clips_deleted += 1
+            self.stats.event_clips_expired += int(too_old)
         self.stats.event_clips_bytes = clip_bytes
+        self.stats.event_clips_oldest_ts = oldest
         return deleted
 
     def footage(self, now: float) -> dict[str, float | int | None]:
