@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from child_process import die_with_parent
 from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,8 @@ class Broker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=self.log, stderr=self.log,
+                                     preexec_fn=die_with_parent)
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
@@ -132,7 +134,7 @@ class Agent:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(self.cfg)],
-                                         stdout=out, stderr=out, cwd=REPO)
+                                         stdout=out, stderr=out, cwd=REPO, preexec_fn=die_with_parent)
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from child_process import die_with_parent
 from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ class AgentRun:
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the agent
         self.log_path = log_path
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, cwd=REPO,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=die_with_parent)
         self.pid = self.proc.pid  # taskset execs the command: same pid
 
     def alive(self) -> bool:

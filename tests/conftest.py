@@ -21,6 +21,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from child_process import die_with_parent  # the harness helpers the scripts share
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -64,7 +67,8 @@ class Broker:
     def start(self) -> None:
         assert self.proc is None
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=log, stderr=log)
+            self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=log, stderr=log,
+                                         preexec_fn=die_with_parent)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -189,7 +193,7 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(self.config)],
-                                         stdout=out, stderr=out, env=self.env, cwd=REPO)
+                                         stdout=out, stderr=out, env=self.env, cwd=REPO, preexec_fn=die_with_parent)
         return self
 
     def kill(self) -> None:

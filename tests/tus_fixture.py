@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from child_process import die_with_parent  # scripts/, on the path through conftest
 from conftest import free_port
 from upload_receiver import make_tls
 
@@ -88,7 +89,7 @@ class TusServer:
                "--key", str(self.key), "--dir", str(self.store), *self.options]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=SERVER_DIR,
-                                         env={**os.environ, "TUS_TOKEN": self.token})
+                                         env={**os.environ, "TUS_TOKEN": self.token}, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             rc = self.proc.poll()
