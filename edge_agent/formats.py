@@ -65,6 +65,10 @@ class PlateFormats:
             raise ValueError(f"unknown plate format(s) {unknown}; known: {sorted(FORMATS)}")
         self._compiled = [(c, re.compile("(?:" + "|".join(FORMATS[c]) + r")\Z")) for c in enabled]
 
+    def countries(self, text: str) -> list[str]:
+        """Every enabled country whose layout the text fits, in priority order ("any" is not a country)."""
+        return [code for code, rx in self._compiled if code != "any" and rx.match(text)]
+
     def country(self, text: str) -> str | None:
         for code, rx in self._compiled:
             if rx.match(text):

@@ -68,8 +68,6 @@ class FramePipeline:
                                    CaptureClock(clock))
         self.tracker = PlateTracker(cfg.tracking.max_gap_s, cfg.tracking.max_delay_s)
         self.formats = PlateFormats(cfg.formats.enabled)
-        # One checker per country: how many enabled countries share a text's layout (country_confidence).
-        self._countries = [(c, PlateFormats([c])) for c in cfg.formats.enabled if c != "any"]
         self.lanes = Lanes(cfg.events.lanes)
         self._context_px = cfg.events.context_max_px if cfg.events.context_max_kb > 0 else 0
         self.unread: UnreadPasses | None = None
@@ -172,7 +170,7 @@ class FramePipeline:
         countries drive past this pole, and no visual cue (the EU band's letters) yet."""
         if check.country is None:
             return None
-        fits = sum(1 for _, f in self._countries if f.country(check.text) is not None)
+        fits = len(self.formats.countries(check.text))
         return 1.0 / fits if fits else None
 
     def _plate_events(self, track: TrackResult) -> list[Event]:
