@@ -32,6 +32,7 @@ from edge_agent.pipeline import FramePipeline, Reader
 from edge_agent.privacy_mask import PrivacyMask
 from edge_agent.provision import node_identity_path, node_key_path
 from edge_agent.remote_config import RemoteConfig, State
+from edge_agent.retention import PrivacyRetention
 from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key, load_trusted_keys
 from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source, redact
 from edge_agent.systemd_notify import Notifier
@@ -138,6 +139,7 @@ class Agent:
                 raise StartupError(str(exc)) from None
             self.commands.register("clip", self.footage.clips.handle, signed=True)
         self.link = MqttLink(cfg, self.outbox, self.stats, self.commands.submit)
+        self.retention = PrivacyRetention()
         self.health = HealthReporter(cfg.node_id, redact(cfg.camera.source), Path(cfg.data_dir), self.stats,
                                      self.outbox)
         self.frames = FrameQueue(self.stats)
@@ -319,7 +321,7 @@ class Agent:
         self._clock_state = self.clock.state()  # cached by as_health just now: no second probe
         snap["config"] = self.remote.health()
         snap["audit"] = self.audit.health()
-        snap["privacy"] = self.health.retention.section(self)
+        snap["privacy"] = self.retention.section(self)
         if self.footage is not None:
             snap.update(self.footage.health())
         self.link.publish_health(snap)
@@ -380,7 +382,7 @@ class Agent:
             was_connected = connected
             self.remote.tick(self, self.link.reply, connected)
             self.audit.tick()
-            self.health.retention.tick(self)  # privacy.max_age_days and audit.keep_days, once a minute
+            self.retention.tick(self)  # privacy.max_age_days and audit.keep_days, once a minute
             if self._restart.is_set():
                 break
         if self._restart.is_set():

@@ -131,9 +131,9 @@ def test_a_stuck_clip_job_fails_and_is_wiped(tmp_path: Path) -> None:
     agent = _agent(tmp_path, recorder={"enabled": True})  # resumes all three: queued for the worker
     service = agent.footage.clips  # type: ignore[union-attr]
     service.stats.active = "stuck-active"  # the worker is in the middle of this one's upload
-    assert agent.health.retention.section(agent)["oldest_age_s"]["clip_jobs"] == pytest.approx(8 * DAY, abs=60)
+    assert agent.retention.section(agent)["oldest_age_s"]["clip_jobs"] == pytest.approx(8 * DAY, abs=60)
 
-    assert agent.health.retention.tick(agent, force=True)
+    assert agent.retention.tick(agent, force=True)
     left = {req.request_id for req, _ in service.jobs.pending()}
     assert left == {"stuck-active", "fresh"}, "the one in the queue is failed and wiped at once"
     assert not list(clips.glob("stuck-queued*"))
@@ -152,7 +152,7 @@ def test_a_stuck_clip_job_fails_and_is_wiped(tmp_path: Path) -> None:
     assert [(e["request_id"], e["decision"]) for e in failed] == [("stuck-queued", "failed"),
                                                                  ("stuck-active", "failed")]
     assert all(e["reason"].startswith("older than privacy.max_age_days (7 days)") for e in failed)
-    section = agent.health.retention.section(agent)
+    section = agent.retention.section(agent)
     assert section["dropped_for_age"]["clip_jobs"] == 2
     assert section["oldest_age_s"]["clip_jobs"] == pytest.approx(3600, abs=60)
 
@@ -168,10 +168,10 @@ def test_event_clips_are_bounded_by_the_privacy_bound(tmp_path: Path) -> None:
         os.utime(rec.event_clip_dir / f"{name}.mp4", (now - age, now - age))
     rec.enforce_retention(now)
     assert len(list(rec.event_clip_dir.glob("*.mp4"))) == 2, "within recorder.max_age_days"
-    agent.health.retention.tick(agent, force=True)  # hands the recorder the tighter bound for event clips
+    agent.retention.tick(agent, force=True)  # hands the recorder the tighter bound for event clips
     rec.enforce_retention(now)  # what the recorder thread runs every recorder.retention_interval_s
     assert [p.name for p in rec.event_clip_dir.glob("*.mp4")] == ["an-hour.mp4"]
-    section = agent.health.retention.section(agent, now)
+    section = agent.retention.section(agent, now)
     assert section["dropped_for_age"]["event_clips"] == 1
     assert section["oldest_age_s"]["event_clips"] == pytest.approx(3600, abs=1)
 
@@ -196,10 +196,10 @@ def test_what_a_disabled_recorder_left_behind_is_still_bounded(tmp_path: Path) -
 
     agent = _agent(tmp_path)  # recorder off: no recorder or clip service runs to look after these
     assert agent.footage is None
-    agent.health.retention.tick(agent, force=True)
+    agent.retention.tick(agent, force=True)
     assert not old.exists() and not clip.exists() and not (data / "clips" / "left-behind.mp4").exists()
     assert _files_holding(data / "clips", "token-left-behind") == []
-    section = agent.health.retention.section(agent)
+    section = agent.retention.section(agent)
     assert section["dropped_for_age"] | {"outbox": {}, "dedup": 0} == {
         "outbox": {}, "dedup": 0, "footage": 1, "event_clips": 1, "clip_jobs": 1}
     assert section["oldest_age_s"]["footage"] is None and section["oldest_age_s"]["clip_jobs"] is None
@@ -209,8 +209,8 @@ def test_health_reports_the_privacy_section(tmp_path: Path) -> None:
     agent = _agent(tmp_path, recorder={"enabled": True}, privacy={"max_age_days": 5}, audit={"keep_days": 1000})
     agent.outbox.append(Event("plate", {"text": "AB123CD"}, PRIORITY_PLATE))
     agent.pipeline.recent.seen_recently("AB123CD", time.time() - 10)
-    agent.health.retention.tick(agent, force=True)
-    assert not agent.health.retention.tick(agent), "once a minute, not every call"
+    agent.retention.tick(agent, force=True)
+    assert not agent.retention.tick(agent), "once a minute, not every call"
     snap = agent.publish_health()
     privacy = snap["privacy"]
     assert privacy["max_age_days"] == 5 and privacy["footage_max_age_days"] == 7
