@@ -19,9 +19,9 @@ from edge_agent import preflight
 from edge_agent.alpr.types import ModelError
 from edge_agent.audit import AuditError, AuditLog
 from edge_agent.audit_trail import AuditTrail, audit_path
+from edge_agent.clock import CachedClock, ClockState
 from edge_agent.commands import Command, CommandRouter
 from edge_agent.config import Config
-from edge_agent.doctor import CachedClock, ClockState
 from edge_agent.events import Event
 from edge_agent.footage import Footage, FootageError
 from edge_agent.health import HealthReporter, PipelineStats

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge_agent.clock import ClockProbe, command_output, probe_clock
 from edge_agent.config import DEFAULT_CONFIG, Config, ConfigError, load, resolve_config
 
 Status = Literal["OK", "WARN", "FAIL", "SKIP"]
@@ -42,62 +43,6 @@ class Result:
 
 
 # -- clock ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClockState:
-    synced: bool | None  # None: no time service could be asked
-    source: str  # which service answered, or why none did
-    detail: str = ""
-
-
-def _run(argv: list[str], timeout: float = 3.0) -> str | None:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-def probe_clock() -> ClockState:
-    """Asks systemd-timedated, then chrony, whether the clock is NTP-synchronised."""
-    if shutil.which("timedatectl") and Path("/run/systemd/system").is_dir():
-        out = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
-        if out is not None and out.strip() in ("yes", "no"):
-            return ClockState(out.strip() == "yes", "timedatectl")
-    if shutil.which("chronyc"):
-        out = _run(["chronyc", "-n", "tracking"])
-        if out is not None:
-            leap = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Leap status")), "")
-            return ClockState(leap == "Normal", "chrony", f"leap status {leap or 'unknown'}")
-    return ClockState(None, "none", "neither timedatectl (systemd) nor chronyc answered")
-
-
-ClockProbe = Callable[[], ClockState]
-
-
-class CachedClock:
-    """The clock state for the health message, asked at most once a minute (it forks a process)."""
-
-    def __init__(self, probe: ClockProbe = probe_clock, max_age_s: float = 60.0) -> None:
-        self._probe = probe
-        self._max_age = max_age_s
-        self._at = -1e18
-        self._state = ClockState(None, "not checked yet")
-
-    def state(self) -> ClockState:
-        now = time.monotonic()
-        if now - self._at >= self._max_age:
-            self._at = now
-            try:
-                self._state = self._probe()
-            except Exception as exc:  # a probe failure must never take health down
-                self._state = ClockState(None, "error", str(exc))
-        return self._state
-
-    def as_health(self) -> dict[str, Any]:
-        s = self.state()
-        return {"synced": s.synced, "source": s.source}
 
 
 def check_clock(probe: ClockProbe) -> Result:
@@ -126,7 +71,7 @@ class UnitState:
 def probe_unit() -> UnitState:
     if not Path("/run/systemd/system").is_dir() or not shutil.which("systemctl"):
         return UnitState(False)
-    enabled = (_run(["systemctl", "is-enabled", UNIT]) or "").strip() or "not-found"
+    enabled = (command_output(["systemctl", "is-enabled", UNIT]) or "").strip() or "not-found"
     try:
         active = subprocess.run(["systemctl", "is-active", UNIT], capture_output=True, text=True, timeout=3,
                                 check=False).stdout.strip()

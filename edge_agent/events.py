@@ -11,11 +11,9 @@ with ``read_status: "unread"`` (:class:`UnreadPasses`).
 from __future__ import annotations
 
 import base64
-import ctypes
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,13 +23,13 @@ import numpy as np
 
 from edge_agent import context_image
 from edge_agent.alpr.types import PlateRead
+from edge_agent.clock import CaptureClock
 from edge_agent.config import EventsConfig, LaneConfig
 from edge_agent.formats import FormatCheck
 from edge_agent.motion import MotionResult
 from edge_agent.tracking import TrackResult, box_direction
 
 if TYPE_CHECKING:
-    from edge_agent.doctor import ClockState
     from edge_agent.hotlist import HotlistMatch
 
 # Lower priorities are dropped first when the outbox is full (docs/mqtt.md, "Outbox").
@@ -95,62 +93,6 @@ class Lanes:
     def of_box(self, box: Box, frame_w: int, frame_h: int) -> str | None:
         x, y, w, h = box
         return self.at(x + w / 2, y + h / 2, frame_w, frame_h)
-
-
-# -- the clock at capture ----------------------------------------------------------------------------
-
-
-class _Timex(ctypes.Structure):
-    # struct timex of <sys/timex.h> on 64-bit Linux; the tail pads past the kernel's reserved fields.
-    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-                ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-                ("time_sec", ctypes.c_long), ("time_usec", ctypes.c_long), ("tick", ctypes.c_long),
-                ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
-                ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
-                ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
-                ("_reserved", ctypes.c_int * 32)]
-
-
-_STA_NANO = 0x2000
-_adjtimex: Any = None
-if sys.platform == "linux":
-    try:
-        _adjtimex = ctypes.CDLL(None, use_errno=True).adjtimex
-        _adjtimex.argtypes = [ctypes.POINTER(_Timex)]
-        _adjtimex.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        _adjtimex = None
-
-
-def kernel_clock() -> tuple[float | None, float | None]:
-    """(offset_ms, max_error_ms) as the kernel holds them (adjtimex(2), read-only: one system call, no
-    process). offset: the correction the NTP daemon asked for and the kernel is still slewing in;
-    max_error: the daemon's bound on the error, growing 0.5 ms per second between its updates."""
-    if _adjtimex is None:
-        return None, None
-    tx = _Timex()
-    if _adjtimex(ctypes.byref(tx)) < 0:
-        return None, None
-    offset_ms = tx.offset / 1e6 if tx.status & _STA_NANO else tx.offset / 1e3
-    return round(offset_ms, 3), round(tx.maxerror / 1e3, 3)
-
-
-class CaptureClock:
-    """What an event says about the clock its times come from. The sync state is the one the health check
-    last found (edge_agent.doctor.CachedClock, asked at most once a minute by the main thread, since
-    asking forks a process); offset and error bound are read from the kernel when the event is built,
-    within seconds of capture (the kernel slews at most 0.5 ms per second, so they hold for it)."""
-
-    def __init__(self, sync: Callable[[], ClockState] | None = None) -> None:
-        self._sync = sync
-
-    def describe(self) -> dict[str, Any]:
-        state = self._sync() if self._sync is not None else None
-        offset_ms, max_error_ms = kernel_clock()
-        return {"synced": None if state is None else state.synced,
-                "source": "not checked" if state is None else state.source,
-                "offset_ms": offset_ms, "max_error_ms": max_error_ms}
 
 
 # -- passes without a readable plate -----------------------------------------------------------------

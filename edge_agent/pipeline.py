@@ -17,9 +17,10 @@ import numpy as np
 
 from edge_agent import context_image
 from edge_agent.alpr.types import PlateRead
+from edge_agent.clock import CaptureClock
 from edge_agent.config import Config
 from edge_agent.dedup import RecentPlates
-from edge_agent.events import CaptureClock, Event, EventBuilder, Lanes, UnreadPass, UnreadPasses
+from edge_agent.events import Event, EventBuilder, Lanes, UnreadPass, UnreadPasses
 from edge_agent.formats import FormatCheck, PlateFormats
 from edge_agent.health import PipelineStats, ema
 from edge_agent.hotlist import Hotlists
@@ -29,7 +30,7 @@ from edge_agent.sources.base import Frame
 from edge_agent.tracking import PlateTracker, TrackResult
 
 if TYPE_CHECKING:
-    from edge_agent.doctor import ClockState
+    from edge_agent.clock import ClockState
 
 log = logging.getLogger(__name__)
 

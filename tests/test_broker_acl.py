@@ -30,7 +30,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from test_agent_mqtt import _assert_complete_in_order
 from test_tls import _cert, _write
 
-from edge_agent.doctor import ClockState, UnitState, run_doctor
+from edge_agent.clock import ClockState
+from edge_agent.doctor import UnitState, run_doctor
 from edge_agent.outbox import Outbox
 from edge_agent.provision import provision
 

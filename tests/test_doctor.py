@@ -12,7 +12,8 @@ from test_tls import pki, tls_broker  # noqa: F401  (fixtures)
 
 import edge_agent.alpr
 from edge_agent.alpr.types import PlateRead
-from edge_agent.doctor import TEST_PLATE, ClockState, UnitState, run_doctor
+from edge_agent.clock import ClockState
+from edge_agent.doctor import TEST_PLATE, UnitState, run_doctor
 
 SYNCED = lambda: ClockState(True, "timedatectl")  # noqa: E731
 UNSYNCED = lambda: ClockState(False, "timedatectl")  # noqa: E731

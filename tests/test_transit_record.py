@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from edge_agent.alpr.types import PlateRead
+from edge_agent.clock import CaptureClock, ClockState, kernel_clock
 from edge_agent.config import Config, ConfigError, validate
 from edge_agent.context_image import encode_capped, vehicle_region
-from edge_agent.doctor import ClockState
-from edge_agent.events import CaptureClock, Event, Lanes, kernel_clock
+from edge_agent.events import Event, Lanes
 from edge_agent.health import PipelineStats
 from edge_agent.hotlist import Hotlists
 from edge_agent.pipeline import FramePipeline
