@@ -125,10 +125,12 @@ def test_refusals_back_off_and_alerts_go_first_when_accepted_again(tmp_path: Pat
     outbox = Outbox(tmp_path / "o.sqlite3", cfg.node_id, 1000, 10**8)
     stats = PipelineStats()
     link = MqttLink(cfg, outbox, stats, lambda _n, _p: None)
+    # Queued before the link starts, so the first window holds all 20: appended while the publisher runs,
+    # it could wake after the first few, be refused, and then probe the rest one at a time (CI saw this).
+    motion = [outbox.append(Event("motion", {"state": "start", "i": i})) for i in range(20)]
     link.start()
     try:
         wait_until(lambda: link.connected, 10, "the link to connect")
-        motion = [outbox.append(Event("motion", {"state": "start", "i": i})) for i in range(20)]
         link.notify()
         wait_until(lambda: stats.link_publish_refused >= 20, 10, "the first window to be refused")
         alert = outbox.append(Event("alert", {"text": "AB123CD"}, PRIORITY_ALERT))
