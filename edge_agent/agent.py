@@ -83,7 +83,7 @@ def load_reader(cfg: Config, stats: PipelineStats) -> Reader | None:
         from edge_agent.alpr import PlateReader
 
         reader: Reader = PlateReader(detector_path=cfg.alpr.detector_model, ocr_path=cfg.alpr.ocr_model,
-                                     threads=cfg.alpr.threads)
+                                     threads=cfg.alpr.threads, formats=cfg.formats.enabled)
     except (ModelError, ImportError) as exc:
         if explicit:
             raise StartupError(f"alpr: {exc}") from None

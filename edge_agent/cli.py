@@ -92,9 +92,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
-    from edge_agent.alpr.read_command import run_read
+    from edge_agent.alpr.read_command import EXIT_USAGE, run_read
 
-    return run_read(list(args.paths), bool(args.json))
+    cfg = None
+    if args.config is not None:
+        try:
+            cfg = load(args.config)
+        except ConfigError as exc:
+            print(f"edge-agent read: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return run_read(list(args.paths), bool(args.json), cfg=cfg)
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:
@@ -154,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(not recursive). One line per image on stdout, a summary on stderr. Exit 0 "
                                     "all read, 1 some images unreadable, 2 nothing could be read.")
     rd.add_argument("--json", action="store_true", help="one JSON line per image")
+    rd.add_argument("--config", type=Path, metavar="FILE",
+                    help="read with this node's formats, models and low-confidence limit (as `run` would)")
     rd.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders")
     rd.set_defaults(func=_cmd_read)
 

@@ -213,7 +213,7 @@ def check_models(cfg: Config) -> Result:
         return Result("models", "FAIL", f"plate reader unavailable: {exc}",
                       "reinstall the package with its dependencies (scripts/install.sh)")
     try:
-        reader = PlateReader(cfg.alpr.detector_model, cfg.alpr.ocr_model, cfg.alpr.threads)
+        reader = PlateReader(cfg.alpr.detector_model, cfg.alpr.ocr_model, cfg.alpr.threads, formats=cfg.formats.enabled)
     except (ModelError, OSError, ValueError, RuntimeError) as exc:
         return Result("models", "FAIL", f"cannot load the plate models: {exc}",
                       "set alpr.detector_model/ocr_model to existing model files, or reinstall the package "

@@ -43,6 +43,21 @@ def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def read_fields(check: FormatCheck, confidence: float, country_confidence: float | None,
+                low_confidence: float) -> dict[str, Any]:
+    """The read's part of a transit record: one home, so ``edge-agent read`` prints what a pole publishes."""
+    low = not check.valid or confidence < low_confidence
+    return {
+        "read_status": "partial" if low else "read",
+        "text": check.text,
+        "confidence": round(float(confidence), 4),
+        "low_confidence": low,
+        "country": check.country,
+        "country_confidence": None if country_confidence is None else round(country_confidence, 3),
+        "corrected_from": check.corrected_from,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     type: str
@@ -241,15 +256,8 @@ class EventBuilder:
               lane: str | None = None, context: np.ndarray | None = None) -> Event:
         """One vehicle pass: the voted text, format-checked, with the best crop and the vehicle in its frame."""
         best = result.best
-        low = not check.valid or result.confidence < self._low_confidence
         payload: dict[str, Any] = {
-            "read_status": "partial" if low else "read",
-            "text": check.text,
-            "confidence": round(float(result.confidence), 4),
-            "low_confidence": low,
-            "country": check.country,
-            "country_confidence": None if country_confidence is None else round(country_confidence, 3),
-            "corrected_from": check.corrected_from,
+            **read_fields(check, result.confidence, country_confidence, self._low_confidence),
             "box": _round_box(best.read.box),
             "frame_ts": utc_iso(best.frame_ts),
             "first_seen": utc_iso(result.first_ts),

@@ -8,6 +8,8 @@ first enabled format that fits names the country.
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ _ES_L = "BCDFGHJKLMNPRSTVWXYZ"
 _CH_CANTONS = "AG|AI|AR|BE|BL|BS|FR|GE|GL|GR|JU|LU|NE|NW|OW|SG|SH|SO|SZ|TG|TI|UR|VD|VS|ZG|ZH"
 
 FORMATS: dict[str, tuple[str, ...]] = {
-    "IT": (rf"[{_IT_L}]{{2}}\d{{3}}[{_IT_L}]{{2}}",),
+    # Cars AA123AA; motorcycles AA12345 (two rows: AA over 12345, read top row first).
+    "IT": (rf"[{_IT_L}]{{2}}\d{{3}}[{_IT_L}]{{2}}", rf"[{_IT_L}]{{2}}\d{{5}}"),
     "DE": (rf"[{_L}]{{1,3}}[{_L}]{{1,2}}[1-9]\d{{0,3}}[EH]?",),
     "FR": (rf"[{_L}]{{2}}\d{{3}}[{_L}]{{2}}", rf"\d{{1,4}}[{_L}]{{1,3}}\d{{2}}"),
     "ES": (rf"\d{{4}}[{_ES_L}]{{3}}", rf"[{_L}]{{1,2}}\d{{4}}[{_L}]{{1,2}}"),
@@ -39,6 +42,10 @@ FORMATS: dict[str, tuple[str, ...]] = {
 # Default order: Italy first (the deployment's country), then the rest of the EU presets. "any" is
 # not in the default: with it enabled every read fits and nothing is ever corrected.
 DEFAULT_ORDER: tuple[str, ...] = ("IT", "DE", "FR", "ES", "AT", "SK", "CZ", "PL", "HR", "CH", "GB")
+
+# Chosen before any evaluation: below this an edge character is more likely the plate's border or band
+# than a glyph (the OCR's per-character confidences of real glyphs sit mostly above 0.9).
+EDGE_DROP_CONFIDENCE = 0.5
 
 _CONFUSABLE: dict[str, str] = {}
 for _a, _b in ("O0", "I1", "B8", "S5", "Z2", "G6"):
@@ -75,32 +82,68 @@ class PlateFormats:
                 return code
         return None
 
-    def check(self, text: str, char_confidences: Sequence[float] = ()) -> FormatCheck:
-        """Fits as read, or fixed by swapping one confusable character, or marked as fitting nothing.
+    def check(self, text: str, char_confidences: Sequence[float] = (),
+              alternatives: Sequence[Sequence[tuple[str, float]]] = ()) -> FormatCheck:
+        """Fits as read, or fixed by re-choosing one or two characters, or marked as fitting nothing.
 
-        When several single swaps fit, the one at the least confident character wins, then the
-        one that fits the higher-priority format.
+        With ``alternatives`` (per character, the other glyphs the OCR model gave at least 1% at that
+        step, ``edge_agent.alpr.ocr``), up to two characters may be re-chosen among them, and the most
+        probable text that fits wins: the model itself must have seen the other reading. Without them
+        (a text voted over several frames), one confusable character (O/0, I/1, B/8, S/5, Z/2, G/6; never
+        Q, which French, German and other plates use) may be swapped, the least confident first. Ties go
+        to the higher-priority format. An edge character the model was unsure of (below
+        ``EDGE_DROP_CONFIDENCE``) may also be dropped when that alone makes the text fit: the plate's
+        border or band read as a character.
         """
         found = self.country(text)
         if found is not None:
             return FormatCheck(text, found)
-        best: tuple[float, int, str, str] | None = None
         rank = {code: i for i, (code, _) in enumerate(self._compiled)}
-        for i, ch in enumerate(text):
-            alt = _CONFUSABLE.get(ch)
-            if alt is None:
-                continue
-            candidate = text[:i] + alt + text[i + 1 :]
+        confs = list(char_confidences) if len(char_confidences) == len(text) else [1.0] * len(text)
+        best: tuple[float, int, str, str] | None = None
+
+        def consider(cost: float, candidate: str) -> None:
+            nonlocal best
             code = self.country(candidate)
             if code is None:
-                continue
-            conf = char_confidences[i] if i < len(char_confidences) else 1.0
-            key = (conf, rank[code], candidate, code)
+                return
+            key = (cost, rank[code], candidate, code)
             if best is None or key[:2] < best[:2]:
                 best = key
+
+        if alternatives:
+            # Only what the model itself found plausible; the cost of a change is how much less likely
+            # the model found it (log ratio), summed.
+            per_char = alternatives if len(alternatives) == len(text) else [()] * len(text)
+            options = [[(alt, math.log(max(confs[i], 1e-6) / max(p, 1e-6))) for alt, p in per_char[i]]
+                       for i in range(len(text))]
+            for i, opts in enumerate(options):
+                for alt, cost in opts:
+                    consider(cost, text[:i] + alt + text[i + 1:])
+            if best is None:
+                for i, j in itertools.combinations(range(len(text)), 2):
+                    for (ai, ci), (aj, cj) in itertools.product(options[i], options[j]):
+                        consider(ci + cj, text[:i] + ai + text[i + 1:j] + aj + text[j + 1:])
+        else:
+            for i, ch in enumerate(text):
+                swap = _CONFUSABLE.get(ch)
+                if swap is not None:
+                    consider(confs[i], text[:i] + swap + text[i + 1:])
+        if best is None and len(text) > 4:
+            for i in (0, len(text) - 1):
+                if confs[i] < EDGE_DROP_CONFIDENCE:
+                    consider(confs[i], text[:i] + text[i + 1:])
         if best is None:
             return FormatCheck(text, None)
         return FormatCheck(best[2], best[3], corrected_from=text)
+
+    def country_confidence(self, check: FormatCheck) -> float | None:
+        """How sure the layout alone makes the country: 1 / the number of enabled countries whose
+        formats fit the text (IT, FR and SK plates are all AA123AA), None when none fits."""
+        if check.country is None:
+            return None
+        fits = len(self.countries(check.text))
+        return 1.0 / fits if fits else None
 
 
 def edit_distance_at_most_1(a: str, b: str) -> bool:

@@ -165,15 +165,6 @@ class FramePipeline:
             out.append(self.events.unread(p))
         return out
 
-    def country_confidence(self, check: FormatCheck) -> float | None:
-        """How sure the layout alone makes the country: 1 / the number of enabled countries whose formats
-        fit the text (IT, FR and SK plates are all AA123AA), None when none fits. No prior on which
-        countries drive past this pole, and no visual cue (the EU band's letters) yet."""
-        if check.country is None:
-            return None
-        fits = len(self.formats.countries(check.text))
-        return 1.0 / fits if fits else None
-
     def _plate_events(self, track: TrackResult) -> list[Event]:
         check = self.formats.check(track.text, track.char_confidences)
         low = not check.valid or track.confidence < self._cfg.tracking.low_confidence
@@ -190,7 +181,10 @@ class FramePipeline:
         self._track_ended(track, published=True)
         ctx = track.context if isinstance(track.context, _ReadContext) else None
         fw, fh = (ctx.frame_w, ctx.frame_h) if ctx is not None else self._frame_size
-        event = self.events.plate(track, check, self.country_confidence(check),
+        if check.corrected_from is None and track.best.read.text == check.text:
+            # The reader's own format check changed the model's read: the record says so.
+            check = FormatCheck(check.text, check.country, track.best.read.corrected_from)
+        event = self.events.plate(track, check, self.formats.country_confidence(check),
                                   self.lanes.of_box(track.best.read.box, fw, fh),
                                   None if ctx is None else ctx.image)
         self._stats.plates_published += 1

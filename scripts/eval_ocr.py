@@ -72,7 +72,8 @@ def evaluate(ocr: PlateOCR, crops: list[tuple[str, str, np.ndarray]], verbose: b
     seen: set[str] = set()
     for name, truth, crop in crops:
         t0 = time.perf_counter()
-        text, conf, _ = ocr.read(crop)
+        got = ocr.read(crop)
+        text, conf = got.text, got.confidence
         times.append((time.perf_counter() - t0) * 1000.0)
         ok = fold(text) == fold(truth)
         exact += ok

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from edge_agent.alpr import ModelError, PlateRead, PlateReader
 from edge_agent.alpr.read_command import run_read
 from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.config import Config
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.plate_render import render_plate
 
@@ -131,9 +133,14 @@ def test_dev_set_regression_floor(reader: PlateReader) -> None:
 # ----------------------------------------------------------------------------- edge-agent read
 
 
-def _run(paths: list[Path], as_json: bool = False, **kw: Path) -> tuple[int, str, str]:
+def _run(paths: list[Path], as_json: bool = False, **alpr: Path) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = run_read(paths, as_json, out, err, **kw)
+    # model_copy skips validation: the models are checked by the reader here, as on a pole whose model
+    # file went missing after start.
+    base = Config()
+    cfg = base.model_copy(update={"alpr": base.alpr.model_copy(
+        update={k.replace("_path", "_model"): v for k, v in alpr.items()})})
+    code = run_read(paths, as_json, out, err, cfg=cfg)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -152,6 +159,28 @@ def test_read_json(good_jpg: Path) -> None:
     assert "1 image(s), 1 plate(s) read, 0 failed, median" in err
     assert [p["text"] for p in line["plates"]] == ["AB123CD"]
     assert len(line["plates"][0]["box"]) == 4 and 0 < line["plates"][0]["confidence"] <= 1
+    # What a pole would publish for it: the read fields of events/plate, format-checked.
+    plate = line["plates"][0]
+    assert plate["read_status"] == "read" and plate["low_confidence"] is False
+    assert plate["country"] == "IT" and plate["corrected_from"] is None
+    assert 0 < plate["country_confidence"] < 1, "IT, FR and SK plates share AA123AA"
+
+
+def test_read_uses_the_nodes_formats(good_jpg: Path, tmp_path: Path) -> None:
+    # `read --config` applies the node's formats as `run` does: with Czech plates only, an Italian
+    # plate fits nothing and would be published as a partial read.
+    cfg = tmp_path / "node.toml"
+    cfg.write_text('[formats]\nenabled = ["CZ"]\n')
+    proc = subprocess.run([sys.executable, "-m", "edge_agent", "read", "--json", "--config", str(cfg), str(good_jpg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    plate = json.loads(proc.stdout)["plates"][0]
+    assert (plate["text"], plate["country"], plate["read_status"]) == ("AB123CD", None, "partial")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[formats]\nenabled = ["XX"]\n')
+    proc = subprocess.run([sys.executable, "-m", "edge_agent", "read", "--config", str(bad), str(good_jpg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "formats.enabled" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_read_text_and_folder(good_jpg: Path) -> None:

@@ -10,7 +10,7 @@ from edge_agent.formats import FORMATS, PlateFormats, edit_distance_at_most_1
 
 @pytest.mark.parametrize(
     ("text", "country"),
-    [("AB123CD", "IT"), ("MXY1234", "DE"), ("AB123CD", "FR"), ("1234BCD", "ES"), ("ZH123456", "CH"),
+    [("AB123CD", "IT"), ("AB12345", "IT"), ("MXY1234", "DE"), ("AB123CD", "FR"), ("1234BCD", "ES"), ("ZH123456", "CH"),
      ("W12345A", "AT"), ("BA123XY", "SK"), ("1A23456", "CZ"), ("WX12345", "PL"), ("AB12CDE", "GB"), ("KR1234A", "PL"),
      ("ZG1234AB", "HR"), ("Q1", "any")],
 )
@@ -67,3 +67,47 @@ def test_edit_distance() -> None:
     assert edit_distance_at_most_1("AB123CD", "AB123C")
     assert edit_distance_at_most_1("AB123CD", "XAB123CD")
     assert not edit_distance_at_most_1("AB123CD", "BA123CD")
+
+
+def test_the_models_own_alternatives_may_fix_two_glyphs() -> None:
+    # The OCR offers, per character, the other glyphs it gave at least 1%: up to two are re-chosen.
+    alts = [(("B", 0.3),), (), (), (), (), (), (("B", 0.2), ("E", 0.05))]
+    c = PlateFormats(["IT"]).check("8B123C8", [0.6, 0.99, 0.99, 0.99, 0.99, 0.99, 0.7], alts)
+    assert (c.text, c.country, c.corrected_from) == ("BB123CB", "IT", "8B123C8")
+
+
+def test_a_glyph_the_model_did_not_offer_is_never_chosen() -> None:
+    # With the model's alternatives given, the static confusable table is not used: S -> 5 needs the model.
+    c = PlateFormats(["IT"]).check("AB12SCD", [0.9] * 7, [()] * 7)
+    assert not c.valid and c.text == "AB12SCD"
+    c = PlateFormats(["IT"]).check("AB12SCD", [0.9] * 7, [(), (), (), (), (("5", 0.04),), (), ()])
+    assert c.text == "AB125CD"
+
+
+def test_the_most_probable_fix_wins() -> None:
+    alts = [(), (), (), (), (), (("D", 0.01), ("O", 0.3)), ()]  # 0 read where a letter must be
+    c = PlateFormats(["FR"]).check("AB1230C", [0.9, 0.9, 0.9, 0.9, 0.9, 0.6, 0.9], alts)
+    assert c.text == "AB123OC"
+
+
+def test_q_is_kept_apart_from_o_and_0() -> None:
+    # French and German plates use Q: a read that fits with Q stays Q; Q is no "confusable" for the
+    # voted-text check, so it is never swapped for O or 0 without the model's say-so.
+    assert PlateFormats().check("AQ123BQ").text == "AQ123BQ"
+    assert PlateFormats().check("AQ123BQ").country == "FR"  # Italian series skip Q
+    assert not PlateFormats(["IT"]).check("AB12QCD").valid
+
+
+def test_an_unsure_edge_character_may_be_dropped() -> None:
+    # The plate's border or blue band read as a first character.
+    confs = [0.3] + [0.95] * 7
+    c = PlateFormats(["IT"]).check("IAB123CD", confs)
+    assert (c.text, c.corrected_from) == ("AB123CD", "IAB123CD")
+    assert not PlateFormats(["IT"]).check("IAB123CD", [0.9] * 8).valid, "a sure character stays"
+
+
+def test_country_confidence_counts_the_layouts_that_fit() -> None:
+    f = PlateFormats(["IT", "FR", "SK", "CZ"])
+    assert f.country_confidence(f.check("AB123CD")) == pytest.approx(1 / 3)
+    assert f.country_confidence(f.check("1AB2345")) == 1.0
+    assert f.country_confidence(f.check("XXXXXXX")) is None

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge_agent.alpr.ocr import DEFAULT_MODEL, PlateOCR
-from edge_agent.alpr.types import ModelError
+from edge_agent.alpr.types import ModelError, OcrRead
 from edge_agent.sources.plate_render import render_plate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,20 +45,20 @@ def ocr() -> PlateOCR:
 
 @pytest.mark.parametrize("text", ["AB123CD", "GX482KT", "ZR907MP"])
 def test_reads_rendered_demo_plate(ocr: PlateOCR, text: str) -> None:
-    got, conf, chars = ocr.read(render_plate(text))
-    assert got == text
-    assert 0.0 < conf <= 1.0
-    assert len(chars) == len(text)
+    got = ocr.read(render_plate(text))
+    assert got.text == text
+    assert 0.0 < got.confidence <= 1.0
+    assert len(got.char_confidences) == len(got.alternatives) == len(text)
 
 
 def test_reads_small_grey_demo_plate(ocr: PlateOCR) -> None:
     # The demo scene's plates reach the OCR small and without colour.
     small = cv2.resize(render_plate("AB123CD"), (130, 28), interpolation=cv2.INTER_AREA)
-    assert ocr.read(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))[0] == "AB123CD"
+    assert ocr.read(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)).text == "AB123CD"
 
 
 def test_empty_crop_reads_nothing(ocr: PlateOCR) -> None:
-    assert ocr.read(np.zeros((0, 0, 3), np.uint8)) == ("", 0.0, ())
+    assert ocr.read(np.zeros((0, 0, 3), np.uint8)) == OcrRead("", 0.0, (), ())
 
 
 def test_version_names_model(ocr: PlateOCR) -> None:

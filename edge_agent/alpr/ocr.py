@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_agent.alpr.types import ModelError
+from edge_agent.alpr.types import ModelError, OcrRead
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BLANK = len(ALPHABET)
@@ -36,13 +36,13 @@ def _interpreter_class() -> Any:
 
 
 class PlateOCR:
-    """Reads the text of one plate crop. Not thread-safe: use one instance per thread.
+    """Reads the text of one plate crop as the model sees it. Not thread-safe: use one instance per thread.
 
-    ``formats=False`` turns off the plate-layout prior (``TEMPLATES``) and returns the raw
-    greedy CTC read.
+    The read is raw: plate layouts are applied afterwards by ``edge_agent.formats.PlateFormats``
+    (the one plate-format mechanism), which may re-choose a glyph among the read's alternatives.
     """
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1, formats: bool = True) -> None:
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise ModelError(f"plate OCR model not found: {path}")
@@ -80,7 +80,6 @@ class PlateOCR:
         q_out = outs[0].get("quantization", (0.0, 0))
         self._out_quant = (float(q_out[0]), int(q_out[1])) if outs[0]["dtype"] != np.float32 and q_out[0] else None
         self._grey = np.empty((self._h, self._w), np.uint8)
-        self._formats = formats
 
     @property
     def version(self) -> str:
@@ -92,14 +91,14 @@ class PlateOCR:
         """(width, height) the crop is resized to."""
         return self._w, self._h
 
-    def read(self, crop: np.ndarray) -> tuple[str, float, tuple[float, ...]]:
-        """Text, overall confidence (the weakest character's) and per-character confidences.
+    def read(self, crop: np.ndarray) -> OcrRead:
+        """Text, overall confidence (the weakest character's), per-character confidences and alternatives.
 
         ``crop`` is a BGR, BGRA or grey image of the plate, any size. An empty crop reads
-        as ``("", 0.0, ())``.
+        as ``OcrRead("", 0.0, (), ())``.
         """
         if crop.size == 0 or crop.ndim not in (2, 3):
-            return "", 0.0, ()
+            return OcrRead("", 0.0, (), ())
         if crop.dtype != np.uint8:
             crop = np.clip(crop, 0, 255).astype(np.uint8)
         if crop.ndim == 3:
@@ -126,25 +125,21 @@ class PlateOCR:
         if self._out_quant is not None:
             scale, zero = self._out_quant
             probs = (probs.astype(np.float32) - zero) * scale
-        return decode(probs, TEMPLATES if self._formats else ())
+        return decode(probs)
 
 
-# Plate layouts of the countries this node is deployed among (L letter, D digit, X either):
-# Slovakia/Italy/Croatia/France "RK755AJ", Czechia "1B80338", Croatia "ZG1234AB". A read that
-# is one or two ambiguous glyphs away from one of them (I/1, O/0, G/6, B/8...) is most
-# likely that plate; the glyph is then re-chosen from the right class at the same step.
-TEMPLATES = ("LLDDDLL", "DLXDDDD", "LLDDDDLL")
+# A glyph the model gave less than this at a character's step is not offered to the format check as
+# another reading: a layout that needs a glyph the model did not see is a different plate, not a misread.
 MIN_ALT_PROB = 0.01
-_CONFUSABLE = set("0ODQCUG61IJLT2Z5S8B")
-_DIGITS = np.array([ALPHABET.index(c) for c in ALPHABET if c.isdigit()])
-_LETTERS = np.array([ALPHABET.index(c) for c in ALPHABET if c.isalpha()])
+MAX_ALTERNATIVES = 3
 
 
-def decode(probs: np.ndarray, templates: tuple[str, ...] = TEMPLATES) -> tuple[str, float, tuple[float, ...]]:
-    """Greedy CTC decode of (T, classes) probabilities, then the plate-layout prior.
+def decode(probs: np.ndarray) -> OcrRead:
+    """Greedy CTC decode of (T, classes) probabilities.
 
-    A character's confidence is its best step within its run of identical steps; the
-    overall confidence is the weakest character's.
+    A character's confidence is its best step within its run of identical steps; the overall
+    confidence is the weakest character's. Each character also carries the other glyphs the model
+    gave at least ``MIN_ALT_PROB`` at that step, for the plate-format check (``edge_agent.formats``).
     """
     ids = probs.argmax(axis=1)
     best = probs.max(axis=1)
@@ -163,37 +158,11 @@ def decode(probs: np.ndarray, templates: tuple[str, ...] = TEMPLATES) -> tuple[s
                 steps[-1] = t
         prev = i
     if not chars:
-        return "", 0.0, ()
-    if templates:
-        _apply_template(chars, confs, steps, probs, templates)
-    return "".join(chars), min(confs), tuple(confs)
-
-
-def _apply_template(
-    chars: list[str], confs: list[float], steps: list[int], probs: np.ndarray, templates: tuple[str, ...]
-) -> None:
-    best: list[tuple[int, int]] | None = None
-    for tpl in templates:
-        if len(tpl) != len(chars):
-            continue
-        wrong = [
-            k
-            for k, (c, want) in enumerate(zip(chars, tpl, strict=True))
-            if (want == "L" and not c.isalpha()) or (want == "D" and not c.isdigit())
-        ]
-        if not wrong or len(wrong) > 2 or any(chars[k] not in _CONFUSABLE for k in wrong):
-            continue
-        fix = []
-        for k in wrong:
-            pool = _LETTERS if tpl[k] == "L" else _DIGITS
-            row = probs[steps[k]]
-            fix.append((k, int(pool[row[pool].argmax()])))
-        # The model must itself have seen the other reading as plausible: a layout that
-        # needs a glyph the model gave no weight is a different country, not a misread.
-        if any(probs[steps[k], j] < MIN_ALT_PROB for k, j in fix):
-            continue
-        if best is None or len(fix) < len(best):
-            best = fix
-    for k, j in best or ():
-        chars[k] = ALPHABET[j]
-        confs[k] = float(probs[steps[k], j])
+        return OcrRead("", 0.0, (), ())
+    alternatives = []
+    for c, t in zip(chars, steps, strict=True):
+        row = probs[t, :BLANK]
+        order = np.argsort(row)[::-1][: MAX_ALTERNATIVES + 1]
+        alternatives.append(tuple((ALPHABET[j], float(row[j])) for j in order
+                                  if ALPHABET[j] != c and row[j] >= MIN_ALT_PROB)[:MAX_ALTERNATIVES])
+    return OcrRead("".join(chars), min(confs), tuple(confs), tuple(alternatives))

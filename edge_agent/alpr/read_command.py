@@ -1,5 +1,11 @@
 # Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
-"""``edge-agent read [--json] PATH...``: read the plates in image files or folders of images.
+"""``edge-agent read [--config FILE] [--json] PATH...``: read the plates in image files or folders of images.
+
+Each plate is printed as a pole would publish it in its transit record (``events/plate``): the
+text after the plate-format check, ``read_status``, ``confidence``, ``country``,
+``country_confidence`` and ``corrected_from``, with the formats, models and low-confidence limit of
+the config given (the defaults without one). One image is one frame: a pole also votes over the
+frames of a pass, which only a video shows.
 
 Exit status: 0 all images read; 1 some images could not be decoded (each is reported, the rest
 are read); 2 nothing could be read at all (missing path, folder without images, only bad files,
@@ -12,12 +18,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
 
 from edge_agent.alpr.types import ModelError, PlateRead
+from edge_agent.config import Config
+from edge_agent.events import read_fields
+from edge_agent.formats import FormatCheck, PlateFormats
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -60,13 +69,18 @@ def decode_image(path: Path) -> np.ndarray:
     return np.asarray(img)
 
 
-def _plate_json(r: PlateRead) -> dict[str, object]:
-    return {"text": r.text, "box": list(r.box), "confidence": round(r.confidence, 3)}
+def plate_record(r: PlateRead, formats: PlateFormats, low_confidence: float) -> dict[str, Any]:
+    """The read as the pole publishes it (the read fields of ``events/plate``), plus its box."""
+    check = FormatCheck(r.text, r.country, r.corrected_from) if r.country else formats.check(r.text)
+    return {**read_fields(check, r.confidence, formats.country_confidence(check), low_confidence),
+            "box": list(r.box), "two_row": r.two_row}
 
 
-def _plate_text(r: PlateRead) -> str:
-    x, y, w, h = r.box
-    return f"{r.text} ({r.confidence:.2f}) at x={x} y={y} w={w} h={h}"
+def _plate_text(p: dict[str, Any]) -> str:
+    x, y, w, h = p["box"]
+    country = f"{p['country']} {p['country_confidence']:.2f}" if p["country"] else "no format fits"
+    fixed = f", corrected from {p['corrected_from']}" if p["corrected_from"] else ""
+    return f"{p['text']} ({p['read_status']}, {p['confidence']:.2f}, {country}{fixed}) at x={x} y={y} w={w} h={h}"
 
 
 def run_read(
@@ -75,8 +89,7 @@ def run_read(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     *,
-    detector_path: Path | None = None,
-    ocr_path: Path | None = None,
+    cfg: Config | None = None,
 ) -> int:
     """Reads plates in ``paths`` (files or folders) and prints one line per image; returns the exit code.
 
@@ -94,7 +107,9 @@ def run_read(
     from edge_agent.alpr.reader import PlateReader
 
     try:
-        reader = PlateReader(detector_path=detector_path, ocr_path=ocr_path, threads=1)
+        cfg = cfg if cfg is not None else Config()
+        reader = PlateReader(detector_path=cfg.alpr.detector_model, ocr_path=cfg.alpr.ocr_model, threads=1,
+                             formats=cfg.formats.enabled)
     except ModelError as exc:
         print(f"edge-agent read: cannot load the plate models: {exc}", file=err)
         return EXIT_USAGE
@@ -117,12 +132,13 @@ def run_read(
             failed += 1
             continue
         plates += len(reads)
+        records = [plate_record(r, reader.formats, cfg.tracking.low_confidence) for r in reads]
         times.append(ms)
         # The path as given (not the base name): errors name it so too, and two folders may share names.
         if as_json:
-            line = json.dumps({"image": str(f), "plates": [_plate_json(r) for r in reads], "ms": round(ms, 1)})
+            line = json.dumps({"image": str(f), "plates": records, "ms": round(ms, 1)})
         else:
-            found = "; ".join(_plate_text(r) for r in reads) if reads else "no plate found"
+            found = "; ".join(_plate_text(p) for p in records) if records else "no plate found"
             line = f"{f}: {found} [{ms:.1f} ms]"
         print(line, file=out, flush=True)
     median = f"{sorted(times)[len(times) // 2]:.1f} ms" if times else "-"

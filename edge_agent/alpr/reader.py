@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import cv2
 import numpy as np
 
 from edge_agent.alpr.detector import Detection, PlateDetector
-from edge_agent.alpr.types import ModelError, PlateRead
+from edge_agent.alpr.two_row import is_two_row, side_by_side
+from edge_agent.alpr.types import ModelError, OcrRead, PlateRead
+from edge_agent.formats import DEFAULT_ORDER, FormatCheck, PlateFormats
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_DETECTOR = MODELS_DIR / "plate_detector.tflite"
@@ -41,7 +44,10 @@ class PlateReader:
         max_plates: int = 8,
         min_chars: int = 4,
         rectify: bool = True,
+        formats: Sequence[str] = DEFAULT_ORDER,
     ) -> None:
+        """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
+        is checked against them, as the daemon publishes it."""
         self.detector = PlateDetector(
             Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
             threads=threads,
@@ -51,6 +57,7 @@ class PlateReader:
         self.ocr = _load_ocr(Path(ocr_path) if ocr_path is not None else DEFAULT_OCR, threads)
         self.min_chars = min_chars
         self.rectify = rectify
+        self.formats = PlateFormats(formats)
 
     @property
     def model_versions(self) -> dict[str, str]:
@@ -65,16 +72,19 @@ class PlateReader:
         crop = _cut(image_bgr, det.box, self.rectify)
         if crop is None:
             return None
-        text, conf, chars = self.ocr.read(crop)
-        text = "".join(c for c in str(text).upper() if c.isalnum())
-        # A box with no readable text is not reported: it is where most false plates come from.
-        if len(text) < self.min_chars:
-            return None
         x, y, w, h = det.box
+        two_row = is_two_row(w, h)
+        ocr: OcrRead = self.ocr.read(side_by_side(crop) if two_row else crop)
+        # A box with no readable text is not reported: it is where most false plates come from.
+        if len(ocr.text) < self.min_chars:
+            return None
+        check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives)
+        chars = _checked_confidences(ocr, check)
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         # Both stages must be sure for the read to be sure.
-        confidence = math.sqrt(max(0.0, float(conf)) * det.score)
-        return PlateRead(text, box, confidence, tuple(float(c) for c in chars), crop)
+        confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
+        return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
+                         corrected_from=check.corrected_from, two_row=two_row)
 
     def read(self, image_bgr: np.ndarray) -> list[PlateRead]:
         """All plates found and read in a BGR (or grey) frame, most confident detection first."""
@@ -85,6 +95,23 @@ class PlateReader:
             if r is not None:
                 reads.append(r)
         return reads
+
+
+def _checked_confidences(ocr: OcrRead, check: FormatCheck) -> tuple[float, ...]:
+    """Per-character confidences of the checked text: a re-chosen glyph has the probability the model
+    gave it, a dropped edge character takes its confidence with it."""
+    if check.corrected_from is None:
+        return ocr.char_confidences
+    confs, alts = list(ocr.char_confidences), list(ocr.alternatives)
+    if len(check.text) < len(ocr.text):
+        cut = 0 if ocr.text[1:] == check.text else len(ocr.text) - 1
+        del confs[cut], alts[cut]
+        return tuple(confs)
+    return tuple(_prob_of(ch, alts[i]) if ch != ocr.text[i] else confs[i] for i, ch in enumerate(check.text))
+
+
+def _prob_of(ch: str, alts: tuple[tuple[str, float], ...]) -> float:
+    return next((p for a, p in alts if a == ch), 0.0)
 
 
 def _load_ocr(path: Path, threads: int) -> Any:

@@ -11,6 +11,19 @@ class ModelError(Exception):
     """A model file is missing, unreadable or not the model we expect."""
 
 
+Alternatives = tuple[tuple[tuple[str, float], ...], ...]  # per character: (other glyph, probability), best first
+
+
+@dataclass(frozen=True, slots=True)
+class OcrRead:
+    """What the OCR model read in one crop, before any plate-format check."""
+
+    text: str
+    confidence: float  # the weakest character's
+    char_confidences: tuple[float, ...]
+    alternatives: Alternatives  # per character, the other glyphs the model found plausible
+
+
 @dataclass(frozen=True)
 class PlateRead:
     """One plate found and read in one image.
@@ -25,3 +38,7 @@ class PlateRead:
     confidence: float
     char_confidences: tuple[float, ...] = ()
     crop: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Set by the reader from the plate formats (edge_agent.formats): the text above is already checked.
+    country: str | None = None
+    corrected_from: str | None = None  # the model's own read, when the format check changed it
+    two_row: bool = False
