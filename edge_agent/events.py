@@ -43,7 +43,7 @@ def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def read_fields(check: FormatCheck, confidence: float, country_confidence: float | None,
+def read_fields(check: FormatCheck, confidence: float, country: tuple[str | None, float | None],
                 low_confidence: float) -> dict[str, Any]:
     """The read's part of a transit record: one home, so ``edge-agent read`` prints what a pole publishes."""
     low = not check.valid or confidence < low_confidence
@@ -52,8 +52,8 @@ def read_fields(check: FormatCheck, confidence: float, country_confidence: float
         "text": check.text,
         "confidence": round(float(confidence), 4),
         "low_confidence": low,
-        "country": check.country,
-        "country_confidence": None if country_confidence is None else round(country_confidence, 3),
+        "country": country[0],
+        "country_confidence": None if country[1] is None else round(country[1], 3),
         "corrected_from": check.corrected_from,
     }
 
@@ -252,12 +252,12 @@ class EventBuilder:
         return Event("motion", {"state": "end", "frame_ts": utc_iso(ts),
                                 "duration_s": round(duration, 2), "peak_area": round(peak, 4)})
 
-    def plate(self, result: TrackResult, check: FormatCheck, country_confidence: float | None = None,
+    def plate(self, result: TrackResult, check: FormatCheck, country: tuple[str | None, float | None] = (None, None),
               lane: str | None = None, context: np.ndarray | None = None) -> Event:
         """One vehicle pass: the voted text, format-checked, with the best crop and the vehicle in its frame."""
         best = result.best
         payload: dict[str, Any] = {
-            **read_fields(check, result.confidence, country_confidence, self._low_confidence),
+            **read_fields(check, result.confidence, country, self._low_confidence),
             "box": _round_box(best.read.box),
             "frame_ts": utc_iso(best.frame_ts),
             "first_seen": utc_iso(result.first_ts),

@@ -43,6 +43,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
 # not in the default: with it enabled every read fits and nothing is ever corrected.
 DEFAULT_ORDER: tuple[str, ...] = ("IT", "DE", "FR", "ES", "AT", "SK", "CZ", "PL", "HR", "CH", "GB")
 
+# Countries whose plates carry a blue band at the right end too (year/province; department/region).
+RIGHT_BAND_COUNTRIES = frozenset({"IT", "FR"})
+
 # Chosen before any evaluation: below this an edge character is more likely the plate's border or band
 # than a glyph (the OCR's per-character confidences of real glyphs sit mostly above 0.9).
 EDGE_DROP_CONFIDENCE = 0.5
@@ -137,13 +140,25 @@ class PlateFormats:
             return FormatCheck(text, None)
         return FormatCheck(best[2], best[3], corrected_from=text)
 
-    def country_confidence(self, check: FormatCheck) -> float | None:
-        """How sure the layout alone makes the country: 1 / the number of enabled countries whose
-        formats fit the text (IT, FR and SK plates are all AA123AA), None when none fits."""
+    def country_of(self, check: FormatCheck, right_band: bool | None = None) -> tuple[str | None, float | None]:
+        """The plate's country and how sure the layout and the look make it.
+
+        The candidates are the enabled countries whose formats fit the text (IT, FR and SK plates are
+        all AA123AA). A blue band seen at the plate's right end (``edge_agent.alpr.band``) keeps those
+        whose plates have one (IT, FR), its clear absence drops them; no colour (grey/IR frames) keeps
+        all. The first candidate in priority order is the country, and the confidence is 1 / the
+        number of candidates: no prior on which countries drive past the pole. None, None when no
+        format fits; "any" gives the country "any" with no confidence.
+        """
         if check.country is None:
-            return None
-        fits = len(self.countries(check.text))
-        return 1.0 / fits if fits else None
+            return None, None
+        fits = self.countries(check.text)
+        if not fits:
+            return check.country, None
+        if right_band is not None:
+            narrowed = [c for c in fits if (c in RIGHT_BAND_COUNTRIES) == right_band]
+            fits = narrowed or fits
+        return fits[0], 1.0 / len(fits)
 
 
 def edit_distance_at_most_1(a: str, b: str) -> bool:

@@ -106,8 +106,14 @@ def test_an_unsure_edge_character_may_be_dropped() -> None:
     assert not PlateFormats(["IT"]).check("IAB123CD", [0.9] * 8).valid, "a sure character stays"
 
 
-def test_country_confidence_counts_the_layouts_that_fit() -> None:
+def test_country_counts_the_layouts_that_fit_and_the_right_band_narrows_them() -> None:
     f = PlateFormats(["IT", "FR", "SK", "CZ"])
-    assert f.country_confidence(f.check("AB123CD")) == pytest.approx(1 / 3)
-    assert f.country_confidence(f.check("1AB2345")) == 1.0
-    assert f.country_confidence(f.check("XXXXXXX")) is None
+    assert f.country_of(f.check("AB123CD")) == ("IT", pytest.approx(1 / 3))
+    assert f.country_of(f.check("1AB2345")) == ("CZ", 1.0)
+    assert f.country_of(f.check("XXXXXXX")) == (None, None)
+    # A blue band at the right end: Italian or French; none: the Slovak plate it also fits.
+    assert f.country_of(f.check("AB123CD"), right_band=True) == ("IT", 0.5)
+    assert f.country_of(f.check("BA123XY"), right_band=False) == ("SK", 1.0)
+    # The band cannot overrule the layout: a Czech layout stays Czech whatever the colour says.
+    assert f.country_of(f.check("1AB2345"), right_band=True) == ("CZ", 1.0)
+    assert PlateFormats(["any"]).country_of(PlateFormats(["any"]).check("Q1")) == ("any", None)

@@ -161,7 +161,7 @@ def test_country_confidence_is_the_share_of_enabled_formats_that_fit(tmp_path: P
             cfg["formats"] = {"enabled": enabled}
         pipe = FramePipeline(Config.model_validate(cfg), None, PipelineStats(), Hotlists(tmp_path / "h.json", True))
         try:
-            return pipe.formats.country_confidence(pipe.formats.check(text))
+            return pipe.formats.country_of(pipe.formats.check(text))[1]
         finally:
             pipe.close()
 

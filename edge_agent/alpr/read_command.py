@@ -72,7 +72,7 @@ def decode_image(path: Path) -> np.ndarray:
 def plate_record(r: PlateRead, formats: PlateFormats, low_confidence: float) -> dict[str, Any]:
     """The read as the pole publishes it (the read fields of ``events/plate``), plus its box."""
     check = FormatCheck(r.text, r.country, r.corrected_from) if r.country else formats.check(r.text)
-    return {**read_fields(check, r.confidence, formats.country_confidence(check), low_confidence),
+    return {**read_fields(check, r.confidence, formats.country_of(check, r.right_band), low_confidence),
             "box": list(r.box), "two_row": r.two_row}
 
 

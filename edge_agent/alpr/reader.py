@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_agent.alpr.band import band_sides
 from edge_agent.alpr.detector import Detection, PlateDetector
 from edge_agent.alpr.two_row import is_two_row, side_by_side
 from edge_agent.alpr.types import ModelError, OcrRead, PlateRead
@@ -83,8 +84,9 @@ class PlateReader:
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         # Both stages must be sure for the read to be sure.
         confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
+        right_band = None if two_row else band_sides(crop)[1]
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
-                         corrected_from=check.corrected_from, two_row=two_row)
+                         corrected_from=check.corrected_from, two_row=two_row, right_band=right_band)
 
     def read(self, image_bgr: np.ndarray) -> list[PlateRead]:
         """All plates found and read in a BGR (or grey) frame, most confident detection first."""

@@ -42,3 +42,4 @@ class PlateRead:
     country: str | None = None
     corrected_from: str | None = None  # the model's own read, when the format check changed it
     two_row: bool = False
+    right_band: bool | None = None  # a blue band at the plate's right end (IT, FR); None: colour cannot tell

@@ -1,0 +1,37 @@
+"""The right-band country cue: blue band at the plate's right end, seen only where colour tells."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_agent.alpr.band import band_sides
+from edge_agent.sources.plate_render import render_plate
+
+
+def _crop(plate: np.ndarray) -> np.ndarray:
+    # As the reader cuts it: a margin of car around the plate, shrunk, JPEG-coded.
+    pad = cv2.copyMakeBorder(plate, 12, 12, 20, 20, cv2.BORDER_CONSTANT, value=(60, 60, 60))
+    small = cv2.resize(pad, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    ok, enc = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    assert ok
+    return np.asarray(cv2.imdecode(enc, cv2.IMREAD_COLOR))
+
+
+def test_an_italian_plate_shows_both_bands() -> None:
+    assert band_sides(_crop(render_plate("AB123CD"))) == (True, True)
+
+
+def test_a_plate_with_only_the_eu_band_shows_no_right_band() -> None:
+    plate = render_plate("BA123XY")
+    plate[:, -44:] = 245  # white where the Italian right band was
+    assert band_sides(_crop(plate)) == (True, False)
+
+
+def test_grey_or_blue_images_give_no_cue() -> None:
+    grey = cv2.cvtColor(cv2.cvtColor(_crop(render_plate("AB123CD")), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert band_sides(grey) == (None, None)
+    assert band_sides(cv2.cvtColor(grey, cv2.COLOR_BGR2GRAY)) == (None, None)
+    blue = np.full((40, 180, 3), (160, 60, 0), np.uint8)  # a blue plate (or a blue colour cast)
+    assert band_sides(blue) == (None, None)
+    assert band_sides(np.zeros((10, 20, 3), np.uint8)) == (None, None), "too small to judge"
