@@ -17,7 +17,8 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from edge_agent.alpr.detector import Detection  # noqa: E402
 from edge_agent.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.alpr.reader import PlateReader  # noqa: E402
-from edge_agent.alpr.types import ModelError  # noqa: E402
+from edge_agent.alpr.types import ModelError, PlateRead  # noqa: E402
 from edge_agent.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
 
 Box = tuple[float, float, float, float]
@@ -79,65 +81,118 @@ def best_match(truth: Truth, boxes: list[Box]) -> tuple[int, float]:
     return best, best_iou
 
 
-def evaluate(folder: Path, reader: PlateReader, verbose: bool) -> dict[str, object]:
-    items = load_annotations(folder)
-    if not items:
-        raise SystemExit(f"eval_alpr: no annotated images in {folder}")
-    n_truth = hit3 = hit5 = det3 = det5 = exact = edits = chars = false_plates = 0
-    times: list[float] = []
-    failures: list[str] = []
+@dataclass
+class Tally:
+    """The counts behind the metrics: ``score_image`` adds one image, ``add`` pools two tallies."""
+
+    images: int = 0
+    plates: int = 0
+    hit3: int = 0  # plates the reader reported at IoU >= 0.3 / 0.5
+    hit5: int = 0
+    det3: int = 0  # plates the detector found at IoU >= 0.3 / 0.5
+    det5: int = 0
+    exact: int = 0  # folded read == folded truth, every plate (an unread plate with no text counts)
+    edits: int = 0
+    chars: int = 0
+    false_plates: int = 0
+    texted: int = 0  # the same three over the plates whose annotation has a text
+    texted_exact: int = 0
+    texted_edits: int = 0
+
+    def add(self, other: Tally) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def score_image(
+    name: str,
+    truths: list[Truth],
+    det_boxes: list[Box],
+    reads: list[PlateRead],
+    tally: Tally,
+    failures: list[str],
+    list_box_only: bool = True,
+) -> None:
+    """Adds one image to ``tally``: ``det_boxes`` all the detector's boxes, ``reads`` the plates the reader
+    reported; misreads and false plates are appended to ``failures`` (a well found plate annotated with no
+    text too, unless ``list_box_only`` is false)."""
+    tally.images += 1
+    read_boxes: list[Box] = [tuple(float(v) for v in r.box) for r in reads]  # type: ignore[misc]
+    matched: set[int] = set()
+    for t in truths:
+        tally.plates += 1
+        _, dv = best_match(t, det_boxes)
+        tally.det3 += dv >= 0.3
+        tally.det5 += dv >= 0.5
+        i, v = best_match(t, read_boxes)
+        tally.hit3 += v >= 0.3
+        tally.hit5 += v >= 0.5
+        got = reads[i].text if i >= 0 and v >= 0.3 else ""
+        if i >= 0 and v >= 0.3:
+            matched.add(i)
+        ok = fold(got) == fold(t.text)
+        dist = levenshtein(fold(got), fold(t.text))
+        tally.exact += ok
+        tally.edits += dist
+        tally.chars += len(t.text)
+        if t.text:
+            tally.texted += 1
+            tally.texted_exact += ok
+            tally.texted_edits += dist
+        if (not ok and (t.text or list_box_only)) or v < 0.5:
+            failures.append(f"{name}: truth {t.text} got {got or '-'} (IoU {v:.2f}, detector IoU {dv:.2f})")
+    extra = [r for j, r in enumerate(reads) if j not in matched]
+    tally.false_plates += len(extra)
+    for r in extra:
+        failures.append(f"{name}: false plate {r.text} at {r.box} ({r.confidence:.2f})")
+
+
+def run_reader(
+    items: list[tuple[Path, list[Truth]]], reader: PlateReader, label: str = "eval_alpr"
+) -> Iterator[tuple[Path, list[Truth], list[Detection], list[PlateRead | None], float]]:
+    """Detects and reads each image, with progress on stderr: (image, truths, detections, the read of each
+    detection or None where no plate text was found, milliseconds to detect and read)."""
     tty = sys.stderr.isatty()
     for k, (path, truths) in enumerate(items, 1):
         img = decode_image(path)
         t0 = time.perf_counter()
         dets = reader.detect(img)
-        reads = [r for r in (reader.read_crop(img, d) for d in dets) if r is not None]
-        times.append((time.perf_counter() - t0) * 1000)
-        det_boxes = [d.box for d in dets]
-        read_boxes: list[Box] = [tuple(float(v) for v in r.box) for r in reads]  # type: ignore[misc]
-        matched: set[int] = set()
-        for t in truths:
-            n_truth += 1
-            _, dv = best_match(t, det_boxes)
-            det3 += dv >= 0.3
-            det5 += dv >= 0.5
-            i, v = best_match(t, read_boxes)
-            hit3 += v >= 0.3
-            hit5 += v >= 0.5
-            got = reads[i].text if i >= 0 and v >= 0.3 else ""
-            if i >= 0 and v >= 0.3:
-                matched.add(i)
-            ok = fold(got) == fold(t.text)
-            exact += ok
-            edits += levenshtein(fold(got), fold(t.text))
-            chars += len(t.text)
-            if not ok or v < 0.5:
-                failures.append(f"{path.name}: truth {t.text} got {got or '-'} (IoU {v:.2f}, detector IoU {dv:.2f})")
-        extra = [r for j, r in enumerate(reads) if j not in matched]
-        false_plates += len(extra)
-        for r in extra:
-            failures.append(f"{path.name}: false plate {r.text} at {r.box} ({r.confidence:.2f})")
+        reads = [reader.read_crop(img, d) for d in dets]
+        ms = (time.perf_counter() - t0) * 1000
+        yield path, truths, dets, reads, ms
         if tty:
-            print(f"\reval_alpr: {k}/{len(items)} images", end="", file=sys.stderr, flush=True)
+            print(f"\r{label}: {k}/{len(items)} images", end="", file=sys.stderr, flush=True)
         elif k % 10 == 0 or k == len(items):
-            print(f"eval_alpr: {k}/{len(items)} images", file=sys.stderr, flush=True)
-    if tty:
+            print(f"{label}: {k}/{len(items)} images", file=sys.stderr, flush=True)
+    if tty and items:
         print(file=sys.stderr)
+
+
+def evaluate(folder: Path, reader: PlateReader, verbose: bool) -> dict[str, object]:
+    items = load_annotations(folder)
+    if not items:
+        raise SystemExit(f"eval_alpr: no annotated images in {folder}")
+    tally = Tally()
+    times: list[float] = []
+    failures: list[str] = []
+    for path, truths, dets, reads, ms in run_reader(items, reader):
+        times.append(ms)
+        score_image(path.name, truths, [d.box for d in dets], [r for r in reads if r is not None], tally, failures)
     if verbose:
         for line in failures:
             print(line, file=sys.stderr)
-    n_img = len(items)
+    n_img, n_truth = tally.images, tally.plates
     return {
         "dataset": str(folder),
         "images": n_img,
         "plates": n_truth,
-        "recall_iou0.3": round(hit3 / n_truth, 4),
-        "recall_iou0.5": round(hit5 / n_truth, 4),
-        "detector_recall_iou0.3": round(det3 / n_truth, 4),
-        "detector_recall_iou0.5": round(det5 / n_truth, 4),
-        "exact_accuracy": round(exact / n_truth, 4),
-        "char_error_rate": round(edits / max(chars, 1), 4),
-        "false_plates_per_image": round(false_plates / n_img, 4),
+        "recall_iou0.3": round(tally.hit3 / n_truth, 4),
+        "recall_iou0.5": round(tally.hit5 / n_truth, 4),
+        "detector_recall_iou0.3": round(tally.det3 / n_truth, 4),
+        "detector_recall_iou0.5": round(tally.det5 / n_truth, 4),
+        "exact_accuracy": round(tally.exact / n_truth, 4),
+        "char_error_rate": round(tally.edits / max(tally.chars, 1), 4),
+        "false_plates_per_image": round(tally.false_plates / n_img, 4),
         "ms_median": round(float(np.median(times)), 2),
         "ms_p95": round(float(np.percentile(times, 95)), 2),
         "models": reader.model_versions,

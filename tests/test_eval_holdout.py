@@ -1,0 +1,105 @@
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""scripts/eval_holdout.py on a tiny synthetic datasets folder (rendered plates, no real dataset needed):
+which images count as held out, how sources are named, and what the scorer and the sweep report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.sources.plate_render import render_plate
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import eval_holdout  # noqa: E402
+from eval_alpr import Tally, Truth, score_image  # noqa: E402
+from splits import held_out  # noqa: E402
+
+PLATE_W, AT = 160, (560, 420)
+
+
+def _write(folder: Path, name: str, text: str, with_text: bool) -> None:
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    plate = render_plate(text)
+    h = round(PLATE_W * plate.shape[0] / plate.shape[1])
+    x, y = AT
+    frame[y : y + h, x : x + PLATE_W] = cv2.resize(plate, (PLATE_W, h), interpolation=cv2.INTER_AREA)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(folder / name), frame)
+    label = text if with_text else ""
+    (folder / name).with_suffix(".txt").write_text(f"{name}\t{x}\t{y}\t{PLATE_W}\t{h}\t{label}\n")
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("datasets")
+    names = [f"AB{i:03d}CD.jpg" for i in range(200)]
+    held = next(n for n in names if held_out("plates-br-train", n))
+    train = next(n for n in names if not held_out("plates-br-train", n))
+    _write(root / "plates-br-train", held, held[:7], with_text=True)
+    _write(root / "plates-br-train", train, train[:7], with_text=True)
+    _write(root / "plates-tr-boxes", "tr_plate2-1.jpg", "ZX908KL", with_text=False)  # highway: held out, boxes only
+    return root
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    monkeypatch.setattr(sys, "argv", ["eval_holdout.py", "--json", *args])
+    assert eval_holdout.main() == 0
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def test_source_names() -> None:
+    assert eval_holdout.source_name("plates-ro-boxes", "ro_dayride_type1_002_t225.jpg", True) == "ro:dayride_type1_002"
+    assert eval_holdout.source_name("plates-tr-boxes", "tr_plate2-7.jpg", True) == "tr:highway"
+    assert eval_holdout.source_name("plates-tr-boxes", "tr_plate-12.jpg", True) == "tr:photos"
+    assert eval_holdout.source_name("plates-us-train", "car1.jpg", True) == "us"
+    assert eval_holdout.source_name("plates-pl-boxes", "pl000.jpg", False) == "pl:train"
+
+
+def test_box_only_plates_count_for_recall_not_for_reads() -> None:
+    t = Tally()
+    truths = [Truth((10.0, 10.0, 100.0, 25.0), ""), Truth((300.0, 10.0, 100.0, 25.0), "AB123CD")]
+    score_image("x.jpg", truths, [(10.0, 10.0, 100.0, 25.0)], [], t, [])
+    assert (t.images, t.plates, t.det5, t.hit5, t.false_plates) == (1, 2, 1, 0, 0)
+    assert (t.texted, t.texted_exact, t.texted_edits, t.chars) == (1, 0, 7, 7)
+
+
+def test_scores_held_out_part_per_source(
+    datasets: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _run(monkeypatch, capsys, "--datasets", str(datasets))
+    rows = {r["source"]: r for r in out["sources"]}
+    assert list(rows) == ["tr:highway", "br", "TOTAL"]  # the training image of br is left out
+    assert out["split"].startswith("scripts/splits.py@")
+    assert set(out["models"]) == {"plate_detector", "plate_ocr"}
+    br, tr, total = rows["br"], rows["tr:highway"], rows["TOTAL"]
+    assert (br["images"], br["plates"], br["texted_plates"]) == (1, 1, 1)
+    assert br["detector_recall_iou0.5"] == 1.0 and br["exact_accuracy"] == 1.0 and br["char_error_rate"] == 0.0
+    assert br["false_plates_per_image"] == 0.0
+    assert tr["detector_recall_iou0.5"] == 1.0 and tr["exact_accuracy"] is None and tr["char_error_rate"] is None
+    assert (total["images"], total["plates"], total["texted_plates"]) == (2, 2, 1)
+    assert out["sweep"] is None
+
+
+def test_sweep_and_training_part(
+    datasets: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _run(monkeypatch, capsys, "--datasets", str(datasets), "--sweep", "--all")
+    rows = {r["source"]: r for r in out["sources"]}
+    assert list(rows) == ["tr:highway", "br", "TOTAL", "br:train", "TOTAL train"]
+    assert rows["br:train"]["part"] == "training" and rows["TOTAL"]["plates"] == 2
+    sweep = out["sweep"]
+    assert [r["threshold"] for r in sweep["rows"]] == list(eval_holdout.SWEEP_THRESHOLDS)
+    first = sweep["rows"][0]
+    assert first["detector_recall_iou0.5"] == 1.0 and first["false_plates_per_image"] == 0.0
+    # The operating threshold's figures match a plain run's.
+    assert rows["TOTAL"]["detector_recall_iou0.5"] == 1.0
+    assert sweep["recommended_threshold"] in eval_holdout.SWEEP_THRESHOLDS
