@@ -124,6 +124,7 @@ class AlprConfig(_Section):
     ocr_model: ExistingFile | None = None
     threads: Annotated[int, Field(ge=1, le=16)] = 1
     min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    second_look: bool = True
 
 
 class LaneConfig(_Section):

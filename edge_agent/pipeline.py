@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -46,7 +46,7 @@ class _ReadContext:
 
 
 class Reader(Protocol):
-    def read(self, image_bgr: Any) -> list[PlateRead]: ...
+    def read(self, image_bgr: Any, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[PlateRead]: ...
 
     @property
     def model_versions(self) -> dict[str, str]: ...
@@ -106,7 +106,9 @@ class FramePipeline:
             t0 = time.perf_counter()
             min_conf = self._cfg.alpr.min_confidence
             try:
-                reads = [r for r in self._reader.read(frame.image) if r.confidence >= min_conf]
+                # Where it moves, a closer second look finds the plates too small for the whole frame.
+                regions = result.boxes if result is not None and active and self._cfg.alpr.second_look else ()
+                reads = [r for r in self._reader.read(frame.image, regions) if r.confidence >= min_conf]
             except Exception:
                 # One bad frame must not stop the pole: count it, log the first few, go on.
                 self._stats.alpr_errors += 1

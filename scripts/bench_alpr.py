@@ -12,6 +12,12 @@ pass, and prints median and p95 milliseconds per stage:
     detect   letterbox + detector model + peak decoding
     ocr      crop + rectify + OCR model, for all plates of the photo
     total    detect + ocr: the issue-4 "detect + read one photo" budget
+
+``--second-look`` also gives the detector a second, closer look around each annotated plate (the
+box grown 3x, a stand-in for the moving area that the daemon passes), as ``alpr.second_look`` does.
+``--baseline-detector/--baseline-ocr`` time a second reader (e.g. the previous models) on the same
+photos in the same passes, interleaved, and print the ratio of the medians: machines differ and are
+noisy, ratios within one run do not.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="passes over the folder")
     ap.add_argument("--detector", type=Path, default=None)
     ap.add_argument("--ocr", type=Path, default=None)
+    ap.add_argument("--second-look", action="store_true", help="a second detector look around each plate")
+    ap.add_argument("--baseline-detector", type=Path, default=None)
+    ap.add_argument("--baseline-ocr", type=Path, default=None)
     args = ap.parse_args()
     cv2.setNumThreads(1)  # one core, as on the pole where capture and MQTT share the CPU
     files = sorted(p for p in args.dataset.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -54,40 +63,66 @@ def main() -> int:
         print(f"bench_alpr: no images in {args.dataset}", file=sys.stderr)
         return 2
     try:
-        reader = PlateReader(args.detector, args.ocr, threads=1)
+        readers = {"reader": PlateReader(args.detector, args.ocr, threads=1)}
+        if args.baseline_detector or args.baseline_ocr:
+            readers["baseline"] = PlateReader(args.baseline_detector, args.baseline_ocr, threads=1)
     except ModelError as exc:
         print(f"bench_alpr: {exc}", file=sys.stderr)
         return 2
     blobs = [np.fromfile(p, np.uint8) for p in files]
+    regions = [_plate_regions(p) if args.second_look else [] for p in files]
 
-    stages: dict[str, list[float]] = {"decode": [], "detect": [], "ocr": [], "total": []}
-    plates = 0
+    stages: dict[str, dict[str, list[float]]] = {
+        n: {"decode": [], "detect": [], "ocr": [], "total": []} for n in readers}
+    plates = dict.fromkeys(readers, 0)
     for rep in range(args.repeat + 1):
-        for blob in blobs:
-            t0 = time.perf_counter()
-            img = np.asarray(cv2.imdecode(blob, cv2.IMREAD_COLOR))
-            t1 = time.perf_counter()
-            dets = reader.detect(img)
-            t2 = time.perf_counter()
-            reads = [reader.read_crop(img, d) for d in dets]
-            t3 = time.perf_counter()
-            if rep == 0:
-                continue  # warm-up: first-call allocations and cold caches
-            plates += sum(r is not None for r in reads)
-            stages["decode"].append((t1 - t0) * 1000)
-            stages["detect"].append((t2 - t1) * 1000)
-            stages["ocr"].append((t3 - t2) * 1000)
-            stages["total"].append((t3 - t1) * 1000)
+        for blob, near in zip(blobs, regions, strict=True):
+            for name, reader in readers.items():
+                t0 = time.perf_counter()
+                img = np.asarray(cv2.imdecode(blob, cv2.IMREAD_COLOR))
+                t1 = time.perf_counter()
+                dets = reader.detections(img, near)
+                t2 = time.perf_counter()
+                reads = [reader.read_crop(img, d) for d in dets]
+                t3 = time.perf_counter()
+                if rep == 0:
+                    continue  # warm-up: first-call allocations and cold caches
+                plates[name] += sum(r is not None for r in reads)
+                st = stages[name]
+                st["decode"].append((t1 - t0) * 1000)
+                st["detect"].append((t2 - t1) * 1000)
+                st["ocr"].append((t3 - t2) * 1000)
+                st["total"].append((t3 - t1) * 1000)
         print(f"bench_alpr: pass {rep}/{args.repeat} done", file=sys.stderr, flush=True)
 
-    runs = len(stages["total"])
-    print(f"{len(files)} photos x {args.repeat} passes = {runs} runs, threads=1, {plates / runs:.2f} plates/photo")
-    print(f"models: {reader.model_versions}")
-    print(f"{'stage':<8} {'median ms':>10} {'p95 ms':>10} {'mean ms':>10}")
-    for name, vals in stages.items():
-        a = np.array(vals)
-        print(f"{name:<8} {np.median(a):>10.2f} {np.percentile(a, 95):>10.2f} {a.mean():>10.2f}")
+    for name, reader in readers.items():
+        st = stages[name]
+        runs = len(st["total"])
+        look = ", second look around each plate" if args.second_look else ""
+        print(f"[{name}] {len(files)} photos x {args.repeat} passes = {runs} runs, threads=1{look}, "
+              f"{plates[name] / runs:.2f} plates/photo")
+        print(f"models: {reader.model_versions}")
+        print(f"{'stage':<8} {'median ms':>10} {'p95 ms':>10} {'mean ms':>10}")
+        for stage, vals in st.items():
+            a = np.array(vals)
+            print(f"{stage:<8} {np.median(a):>10.2f} {np.percentile(a, 95):>10.2f} {a.mean():>10.2f}")
+    if "baseline" in readers:
+        ratio = float(np.median(stages["reader"]["total"]) / np.median(stages["baseline"]["total"]))
+        print(f"median total, reader / baseline: {ratio:.2f}x")
     return 0
+
+
+def _plate_regions(image: Path) -> list[tuple[int, int, int, int]]:
+    """The annotated plates of ``image`` (NAME.txt beside it), each grown 3x about its centre."""
+    txt = image.with_suffix(".txt")
+    out = []
+    if txt.is_file():
+        for line in txt.read_text(encoding="utf-8").splitlines():
+            f = line.split("\t")
+            if len(f) >= 5:
+                x, y, w, h = (float(v) for v in f[1:5])
+                out.append((int(x - w), int(y - h), int(3 * w), int(3 * h)))
+    return out
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pytest
 
 from edge_agent.alpr import ModelError, PlateRead, PlateReader
 from edge_agent.alpr.read_command import run_read
-from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR, second_look_region
 from edge_agent.config import Config
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.plate_render import render_plate
@@ -229,3 +229,29 @@ def test_read_bad_model(good_jpg: Path, tmp_path: Path) -> None:
 def test_packaged_models_exist() -> None:
     for p in (DEFAULT_DETECTOR, DEFAULT_OCR):
         assert p.is_file() and p.stat().st_size < 4_000_000, p
+
+
+def test_second_look_reads_a_plate_too_small_for_the_whole_frame(reader: PlateReader) -> None:
+    # A 1920 px frame is shrunk 6x for the detector: a 90 px plate is 15 px there. Around the moving
+    # area the second look sees it at full size.
+    rng = np.random.default_rng(3)
+    frame = rng.integers(70, 110, (1080, 1920, 3), dtype=np.uint8)
+    car = (1200, 600, 260, 160)
+    cv2.rectangle(frame, (car[0], car[1]), (car[0] + car[2], car[1] + car[3]), (40, 40, 150), -1)
+    plate = cv2.resize(render_plate("GX482KT"), (96, 20), interpolation=cv2.INTER_AREA)
+    frame[700:720, 1280:1376] = plate
+    looks = reader.second_looks
+    reads = reader.read(frame, [car])
+    assert reader.second_looks == looks + 1
+    assert "GX482KT" in [r.text for r in reads], [r.text for r in reads]
+    hit = next(r for r in reads if r.text == "GX482KT")
+    x, y = hit.box[:2]
+    assert abs(x - 1280) < 15 and abs(y - 700) < 10, "the box is in frame pixels"
+
+
+def test_second_look_region() -> None:
+    assert second_look_region([], 1920, 1080, 320) is None
+    assert second_look_region([(0, 0, 1500, 900)], 1920, 1080, 320) is None, "most of the frame: no gain"
+    x, y, w, h = second_look_region([(1900, 1000, 10, 10)], 1920, 1080, 320)  # type: ignore[misc]
+    assert (w, h) == (320, 320) and x + w <= 1920 and y + h <= 1080, "at least the input size, inside the frame"
+    assert second_look_region([(10, 10, 50, 30)], 480, 360, 320) is None, "a small frame is seen whole"

@@ -30,7 +30,7 @@ class _FakeReader:
     def model_versions(self) -> dict[str, str]:
         return {"plate_detector": "fake", "plate_ocr": "fake"}
 
-    def read(self, image: np.ndarray) -> list[PlateRead]:
+    def read(self, image: np.ndarray, regions: object = ()) -> list[PlateRead]:
         assert image.shape == (720, 1280, 3)
         return [PlateRead(TEST_PLATE, (510, 400, 260, 55), 0.99)]
 

@@ -98,7 +98,7 @@ class _Reads:
     def model_versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def read(self, image_bgr: Any) -> list[PlateRead]:
+    def read(self, image_bgr: Any, regions: Any = ()) -> list[PlateRead]:
         return [PlateRead(INSIDE, (150, 420, 170, 36), 0.9, (0.95,) * 7),
                 PlateRead(OUTSIDE, (640, 420, 170, 36), 0.9, (0.95,) * 7)]
 

@@ -234,7 +234,7 @@ class _OneCar:
     def model_versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def read(self, image_bgr: Any) -> list[PlateRead]:
+    def read(self, image_bgr: Any, regions: Any = ()) -> list[PlateRead]:
         return [PlateRead("AB123CD", (600, 500, 150, 32), 0.95, (0.97,) * 7)]
 
 

@@ -43,7 +43,7 @@ class _Reader:
     def model_versions(self) -> dict[str, str]:
         return {"fake": "1"}
 
-    def read(self, image_bgr: Any) -> list[PlateRead]:
+    def read(self, image_bgr: Any, regions: Any = ()) -> list[PlateRead]:
         if self.text is None:
             return []
         cols = np.flatnonzero(image_bgr[475, :, 0] > 200)
@@ -301,7 +301,7 @@ def test_single_doubtful_read_does_not_hide_the_pass(tmp_path: Path) -> None:
     class _Glimpse(_Reader):
         """One doubtful read in the first frame of the pass, then nothing readable."""
 
-        def read(self, image_bgr: Any) -> list[PlateRead]:
+        def read(self, image_bgr: Any, regions: Any = ()) -> list[PlateRead]:
             self.calls = getattr(self, "calls", 0) + 1
             return super().read(image_bgr) if self.calls == 2 else []
 

@@ -89,7 +89,7 @@ class Detection:
     score: float
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
@@ -190,7 +190,8 @@ class PlateDetector:
         peaks[math.ceil(nh / self.stride) :, :] = False
         peaks[:, math.ceil(nw / self.stride) :] = False
         ys, xs = np.nonzero(peaks)
-        order = np.argsort(-heat[ys, xs])[: self.max_plates * 4]
+        # Stable: equal scores keep raster order, so the boxes at one threshold are those at a lower one, filtered.
+        order = np.argsort(-heat[ys, xs], kind="stable")[: self.max_plates * 4]
         img_h, img_w = image.shape[:2]
         found: list[Detection] = []
         for i in order:
@@ -204,7 +205,7 @@ class PlateDetector:
             if x1 - x0 < 4 or y1 - y0 < 2:
                 continue
             box = (x0, y0, x1 - x0, y1 - y0)
-            if any(_iou(box, d.box) > 0.3 for d in found):
+            if any(box_iou(box, d.box) > 0.3 for d in found):
                 continue
             found.append(Detection(box, 1.0 / (1.0 + math.exp(-float(heat[y, x])))))
             if len(found) >= self.max_plates:
