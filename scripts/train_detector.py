@@ -52,6 +52,9 @@ def _load_plate_render() -> Any:
 
 
 _pr = _load_plate_render()
+sys.path.insert(0, str(REPO / "scripts"))
+from splits import held_out  # noqa: E402  (scripts/splits.py: one home for the validation split)
+
 random_italian_plate = _pr.random_italian_plate
 render_plate = _pr.render_plate
 
@@ -69,10 +72,13 @@ def datasets_dir() -> Path:
 # ----------------------------------------------------------------------------- data loading
 
 
-def load_annotated(folder: Path) -> list[tuple[np.ndarray, list[Box]]]:
-    """Grey images with their plate boxes (one or more lines per NAME.txt)."""
+def load_annotated(folder: Path, validation: bool = False) -> list[tuple[np.ndarray, list[Box]]]:
+    """Grey images with their plate boxes (one or more lines per NAME.txt): the training part of the
+    folder, or with ``validation`` its held-out part (``scripts/splits.py``)."""
     out: list[tuple[np.ndarray, list[Box]]] = []
     for txt in sorted(folder.glob("*.txt")):
+        if held_out(folder.name, txt.with_suffix(".jpg").name) != validation:
+            continue
         boxes: list[Box] = []
         name = ""
         for line in txt.read_text().splitlines():
@@ -87,9 +93,11 @@ def load_annotated(folder: Path) -> list[tuple[np.ndarray, list[Box]]]:
     return out
 
 
-def load_images(folder: Path, pattern: str, max_side: int = 0) -> list[np.ndarray]:
+def load_images(folder: Path, pattern: str, max_side: int = 0, keep: Any = None) -> list[np.ndarray]:
     out = []
     for p in sorted(folder.glob(pattern)):
+        if keep is not None and not keep(p.name):
+            continue
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if img is None:
             continue
@@ -107,9 +115,12 @@ class Pools:
             load_annotated(root / "plates-us-train")
             + load_annotated(root / "plates-br-train")
             + load_annotated(root / "plates-pl-boxes")
+            + load_annotated(root / "plates-ro-boxes")
+            + load_annotated(root / "plates-tr-boxes")
         )
         self.backgrounds = load_images(root / "backgrounds", "*.jpg", 640)
-        crops = load_images(root / "eu-plate-crops", "*.png") + load_images(root / "eu-plate-crops-2", "*")
+        crops = [c for folder in ("eu-plate-crops", "eu-plate-crops-2")
+                 for c in load_images(root / folder, "*", keep=lambda n, f=folder: not held_out(f, n))]
         # Real plates cut from the training photos add US/BR looks to the paste pool.
         for img, boxes in self.photos:
             for x, y, w, h in boxes:
@@ -131,9 +142,10 @@ def log_uniform(rng: random.Random, lo: float, hi: float) -> float:
 
 
 def target_plate_width(rng: random.Random) -> float:
-    # At inference (long side -> 320) dev plates are ~40-130 px wide and demo plates ~25-50 px;
-    # train a little wider than that on both ends.
-    return log_uniform(rng, 16, 170)
+    # At inference (long side -> 320) dev plates are ~40-130 px wide and demo plates ~25-50 px; a
+    # pole's 25 px plates in a 1280 px frame and photos of distant cars give 8-15 px. Train wider
+    # than that on both ends.
+    return log_uniform(rng, 10, 170)
 
 
 def photometric(img: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -148,6 +160,24 @@ def photometric(img: np.ndarray, rng: random.Random) -> np.ndarray:
         f += np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(2, 10), f.shape).astype(
             np.float32
         )
+    if rng.random() < 0.15:
+        # Motion blur along the lane: a moving car at a pole's shutter speed.
+        k = rng.choice([3, 5, 7, 9])
+        ker = np.zeros((k, k), np.float32)
+        ker[k // 2, :] = 1.0 / k
+        m = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(-30, 30), 1.0)
+        ker = cv2.warpAffine(ker, m, (k, k))
+        f = np.asarray(cv2.filter2D(f, -1, ker / max(float(ker.sum()), 1e-6)), np.float32)
+    if rng.random() < 0.15:
+        # Night/IR: dark scene, bright retro-reflective plates bloom, a headlight's glare.
+        f = f * rng.uniform(0.25, 0.6)
+        bright = np.where(f > np.percentile(f, 97), f, 0).astype(np.float32)
+        f = f + 1.5 * np.asarray(cv2.GaussianBlur(bright, (0, 0), rng.uniform(1.5, 4)), np.float32)
+        if rng.random() < 0.5:
+            gx, gy = rng.uniform(0, f.shape[1]), rng.uniform(0, f.shape[0])
+            yy, xx = np.mgrid[0 : f.shape[0], 0 : f.shape[1]].astype(np.float32)
+            r2 = ((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * rng.uniform(5, 30) ** 2)
+            f = f + rng.uniform(100, 255) * np.exp(-r2)
     out = np.clip(f, 0, 255).astype(np.uint8)
     if rng.random() < 0.15:
         ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(30, 80)])
@@ -157,10 +187,13 @@ def photometric(img: np.ndarray, rng: random.Random) -> np.ndarray:
 
 
 def warp_boxes(m: np.ndarray, boxes: list[Box], size: int) -> list[Box]:
+    """Boxes through an affine (2x3) or perspective (3x3) map, as the axis-aligned box of the corners."""
     out: list[Box] = []
     for x, y, w, h in boxes:
         pts = np.array([[x, y, 1], [x + w, y, 1], [x, y + h, 1], [x + w, y + h, 1]], np.float32)
         q = pts @ m.T
+        if m.shape[0] == 3:
+            q = q[:, :2] / q[:, 2:3]
         x0, y0 = q[:, 0].min(), q[:, 1].min()
         x1, y1 = q[:, 0].max(), q[:, 1].max()
         # Keep plates that are mostly inside the crop; clip their box to it.
@@ -187,6 +220,30 @@ def affine_for(rng: random.Random, scale: float, anchor: tuple[float, float], ds
     return m
 
 
+def plane_view(rng: random.Random, centre: tuple[float, float]) -> np.ndarray:
+    """A homography that shows the plane around ``centre`` as a pole camera sees it: turned about the
+    vertical axis (the car in another lane, yaw up to +-45 deg) and seen from above (pitch), with a
+    perspective taper. Identity-like for a third of the samples (frontal dev-like photos)."""
+    if rng.random() < 0.33:
+        return np.eye(3, dtype=np.float32)
+    yaw = math.radians(rng.uniform(-45, 45) if rng.random() < 0.6 else rng.uniform(-15, 15))
+    pitch = math.radians(rng.uniform(0, 30) if rng.random() < 0.5 else rng.uniform(-5, 10))
+    ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    r = ry @ rx
+    half = TRAIN / 4
+    f = half * rng.uniform(1.5, 5.0)  # camera distance: short gives a strong taper
+    cx, cy = centre
+    src = np.array([[-half, -half], [half, -half], [half, half], [-half, half]], np.float32)
+    dst = []
+    for dx, dy in src:
+        x, y, z = r @ np.array([dx, dy, 0.0]) + np.array([0.0, 0.0, f])
+        dst.append((cx + f * x / z, cy + f * y / z))
+    return np.asarray(
+        cv2.getPerspectiveTransform(src + np.array([cx, cy], np.float32), np.array(dst, np.float32)), np.float32
+    )
+
+
 def fill_value(rng: random.Random) -> int:
     # Inference pads the letterbox with 0; sometimes train with other fills too.
     return 0 if rng.random() < 0.7 else rng.randint(0, 255)
@@ -208,6 +265,11 @@ def sample_photo(p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:
     else:
         dst = (rng.uniform(0.1, 0.9) * TRAIN, rng.uniform(0.1, 0.9) * TRAIN)
         m = affine_for(rng, s, (bx + bw / 2, by + bh / 2), dst)
+        # The photo's plane turned as a pole sees it, about the chosen plate.
+        m = plane_view(rng, dst) @ np.vstack([m, [0, 0, 1]]).astype(np.float32)
+        out = cv2.warpPerspective(img, m, (TRAIN, TRAIN), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=fill_value(rng))
+        return out, warp_boxes(m, boxes, TRAIN)
     out = cv2.warpAffine(img, m, (TRAIN, TRAIN), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill_value(rng))
     return out, warp_boxes(m, boxes, TRAIN)
@@ -232,7 +294,8 @@ def swap_plates(img: np.ndarray, boxes: list[Box], p: Pools, rng: random.Random)
     return img, new
 
 
-def paste(dst: np.ndarray, plate: np.ndarray, box: Box, rng: random.Random, jitter: float = 0.06) -> Box:
+def paste(dst: np.ndarray, plate: np.ndarray, box: Box, rng: random.Random, jitter: float = 0.06,
+          view: bool = False) -> Box:
     """Warp ``plate`` onto the quad around ``box`` with some perspective; returns its bounding box."""
     x, y, w, h = box
     quad = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float32)
@@ -245,6 +308,10 @@ def paste(dst: np.ndarray, plate: np.ndarray, box: Box, rng: random.Random, jitt
         d = rng.uniform(-0.08, 0.08) * h
         quad[1, 1] -= d
         quad[2, 1] += d
+    if view:
+        v = plane_view(rng, (x + w / 2, y + h / 2))
+        q = np.hstack([quad, np.ones((4, 1), np.float32)]) @ v.T
+        quad = np.asarray(q[:, :2] / q[:, 2:3], np.float32)
     ph, pw = plate.shape[:2]
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     m = cv2.getPerspectiveTransform(src, quad)
@@ -282,7 +349,15 @@ def sample_pasted(p: Pools, rng: random.Random, demo: bool) -> tuple[np.ndarray,
     boxes: list[Box] = []
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         use_demo = demo or rng.random() < 0.12
-        plate = render_plate(random_italian_plate(rng)) if use_demo else rng.choice(p.crops)
+        r = rng.random()
+        if use_demo:
+            plate = render_plate(random_italian_plate(rng))
+        elif r < 0.15:
+            plate = two_row_plate(rng)
+        elif r < 0.3:
+            plate = render_plate(band_plate_text(rng))  # IT/FR look: blue bands at both ends
+        else:
+            plate = rng.choice(p.crops)
         w = target_plate_width(rng)
         h = w * plate.shape[0] / plate.shape[1] * rng.uniform(0.85, 1.15)
         x, y = rng.uniform(-0.05 * w, TRAIN - 0.95 * w), rng.uniform(0, TRAIN - h)
@@ -293,8 +368,39 @@ def sample_pasted(p: Pools, rng: random.Random, demo: bool) -> tuple[np.ndarray,
             cw, chh = w * rng.uniform(2.5, 4), w * rng.uniform(1.2, 2.5)
             cx0, cy0 = int(x + w / 2 - cw / 2), int(y + h / 2 - chh * rng.uniform(0.5, 0.8))
             cv2.rectangle(img, (cx0, cy0), (int(cx0 + cw), int(cy0 + chh)), rng.randint(20, 230), -1)
-        boxes.append(paste(img, plate, (x, y, w, h), rng))
+        boxes.append(paste(img, plate, (x, y, w, h), rng, view=not demo))
     return img, warp_boxes(np.array([[1, 0, 0], [0, 1, 0]], np.float32), boxes, TRAIN)
+
+
+def band_plate_text(rng: random.Random) -> str:
+    """AA123AA with every letter (French plates use Q, W...; Italian ones not I O Q U)."""
+    L = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return "".join(rng.choice(L) for _ in range(2)) + str(rng.randint(0, 999)).zfill(3) + "".join(
+        rng.choice(L) for _ in range(2))
+
+
+def two_row_plate(rng: random.Random) -> np.ndarray:
+    """A square-ish two-row plate (Italian motorcycle AB / 12345, moped, EU square plates)."""
+    w = rng.randint(150, 220)
+    h = int(w * rng.uniform(0.65, 1.2))
+    img = np.full((h, w, 3), rng.randint(200, 250), np.uint8)
+    cv2.rectangle(img, (1, 1), (w - 2, h - 2), (20, 20, 20), 3)
+    band = rng.random() < 0.6
+    x0 = int(w * 0.16) if band else 10
+    if band:
+        cv2.rectangle(img, (3, 3), (x0, h // 2 if rng.random() < 0.5 else h - 4), (153, 51, 0), -1)
+    L, D = "ABCDEFGHJKLMNPRSTVWXYZ", "0123456789"
+    top = "".join(rng.choice(L) for _ in range(rng.choice([2, 2, 3])))
+    bottom = "".join(rng.choice(D) for _ in range(rng.choice([3, 4, 5])))
+    for row, text in ((0, top), (1, bottom)):
+        font = cv2.FONT_HERSHEY_DUPLEX
+        (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
+        scale = min((w - x0 - 12) / tw, (h * 0.36) / th)
+        (tw, th), _ = cv2.getTextSize(text, font, scale, max(2, int(scale * 2.5)))
+        y = int(h * (0.44 if row == 0 else 0.88))
+        cv2.putText(img, text, (x0 + (w - x0 - tw) // 2, y), font, scale, (15, 15, 15), max(2, int(scale * 2.5)),
+                    cv2.LINE_AA)
+    return img
 
 
 def _near(a: Box, b: Box) -> bool:
@@ -341,6 +447,8 @@ def encode_targets(boxes: list[Box], size: int) -> tuple[np.ndarray, np.ndarray,
             ignore[int(y / STRIDE) : int((y + h) / STRIDE) + 1, int(x / STRIDE) : int((x + w) / STRIDE) + 1] = True
             continue
         if w < 6 or h < 3:
+            # Too small to teach a box, but it is a plate: not background either.
+            ignore[int(y / STRIDE) : int((y + h) / STRIDE) + 1, int(x / STRIDE) : int((x + w) / STRIDE) + 1] = True
             continue
         cx, cy = (x + w / 2) / STRIDE, (y + h / 2) / STRIDE
         ix, iy = min(int(cx), g - 1), min(int(cy), g - 1)
