@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.commands import Unverified
-from edge_agent.signing import (
+from edge_agent.commands.router import Unverified
+from edge_agent.commands.signing import (
     SignedCommandVerifier,
     generate_keypair,
     load_or_create_node_key,
