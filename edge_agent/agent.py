@@ -17,15 +17,13 @@ from typing import Any
 
 from edge_agent.commands.hotlist import HotlistCommand, Hotlists
 from edge_agent.commands.remote_config import RemoteConfig, State
-from edge_agent.commands.router import Command, CommandRouter
-from edge_agent.commands.signing import (
-    KeyFileError,
-    SignedCommandVerifier,
-    load_or_create_node_key,
-    load_trusted_keys,
-)
+from edge_agent.commands.router import CommandRouter
+from edge_agent.commands.signing import SignedCommandVerifier
 from edge_agent.config import Config
 from edge_agent.core.clock import CachedClock, ClockState
+from edge_agent.core.keys import KeyFileError, load_or_create_node_key, load_trusted_keys
+from edge_agent.core.redact import redact
+from edge_agent.core.types import Command, Event, PipelineStats
 from edge_agent.field import preflight
 from edge_agent.field.provision import node_identity_path, node_key_path
 from edge_agent.field.systemd_notify import Notifier
@@ -33,14 +31,13 @@ from edge_agent.footage.audit import AuditError, AuditLog
 from edge_agent.footage.audit_trail import AuditTrail, audit_path
 from edge_agent.footage.footage import Footage, FootageError
 from edge_agent.footage.retention import PrivacyRetention
-from edge_agent.link.health import HealthReporter, PipelineStats
+from edge_agent.link.health import HealthReporter
 from edge_agent.link.mqtt import MqttLink
 from edge_agent.link.outbox import Outbox, OutboxError
 from edge_agent.pipeline.alpr.types import ModelError
-from edge_agent.pipeline.events import Event
 from edge_agent.pipeline.frame_pipeline import FramePipeline, Reader
 from edge_agent.pipeline.privacy_mask import PrivacyMask
-from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source, redact
+from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source
 
 log = logging.getLogger(__name__)
 

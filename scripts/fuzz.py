@@ -57,12 +57,13 @@ from hypothesis import strategies as st
 from edge_agent.commands.hotlist import HotlistCommand, Hotlists
 from edge_agent.commands.remote_config import RUNTIME_KEYS, RemoteConfig, State
 from edge_agent.commands.router import CommandRouter
-from edge_agent.commands.signing import SignedCommandVerifier, generate_keypair, load_trusted_keys, sign_command
+from edge_agent.commands.signing import SignedCommandVerifier, sign_command
 from edge_agent.config import Config, ConfigError, load, validate
+from edge_agent.core.keys import generate_keypair, load_trusted_keys
+from edge_agent.core.types import PipelineStats
 from edge_agent.footage.audit import AuditLog
 from edge_agent.footage.audit_trail import AuditTrail, audit_path
 from edge_agent.footage.footage import Footage
-from edge_agent.link.health import PipelineStats
 
 COMMAND_TARGETS = ("ping", "hotlist", "clip", "config", "unknown")
 CONFIG_TARGETS = ("config_validate", "config_load")

@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.link.health import PipelineStats
+from edge_agent.core.types import PipelineStats
 from edge_agent.pipeline.alpr import ModelError, PlateReader
 from edge_agent.pipeline.frame_pipeline import FramePipeline
 from edge_agent.sources.base import Frame

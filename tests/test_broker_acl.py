@@ -257,7 +257,7 @@ def test_the_ops_tools_work_with_the_operations_rooms_certificate(tmp_path: Path
     # Issue 14.5: every ops tool presents a client certificate; under the shipped ACL "ops" may read all
     # and write only cmd/.
     from edge_agent.cli import main
-    from edge_agent.commands.signing import generate_keypair
+    from edge_agent.core.keys import generate_keypair
 
     generate_keypair(tmp_path / "ops-sign.key", tmp_path / "ops-sign.pub")
     cfg = _agent_config(tmp_path, fleet)

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from upload_receiver import Receiver, make_tls
 
 from edge_agent.cli import main
-from edge_agent.commands.signing import generate_keypair, sign_command
+from edge_agent.commands.signing import sign_command
+from edge_agent.core.keys import generate_keypair
 from edge_agent.footage.audit import verify_file
 from edge_agent.footage.clips.upload import Uploader, UploadError, UploadSettings
 
@@ -162,7 +163,7 @@ def test_every_rejection_has_its_reason_and_is_audited(
     agents.append(agent)
     wait_until(lambda: bool(_health(collector).get("footage")), 30, "the agent's first health")
     key = Ed25519PrivateKey.from_private_bytes(b"\x00" * 32)  # not trusted
-    from edge_agent.commands.signing import load_private_key
+    from edge_agent.core.keys import load_private_key
 
     ops = load_private_key(ops_key[0])
     now = datetime.now(UTC)
@@ -258,7 +259,7 @@ def test_upload_is_bandwidth_capped_and_refused_token_fails_fast(tmp_path: Path)
 def test_upload_continues_after_the_agent_is_killed(
         tmp_path: Path, broker: Broker, collector: Collector, agents: list[AgentProcess],
         ops_key: tuple[Path, Path], how: str, tus_server: TusServer, tus_token: str) -> None:
-    from edge_agent.commands.signing import load_private_key
+    from edge_agent.core.keys import load_private_key
 
     # The tus reference server; a slow link (64 kbit/s, 4 kB chunks) so the kill lands mid-upload.
     cfg = _agent_config(tmp_path, broker.port, ops_key[1], tus_server.ca, max_kbps=64, chunk_kb=4)
@@ -314,8 +315,8 @@ def test_upload_continues_after_the_agent_is_killed(
 
 
 def test_purpose_and_operator_are_required_validated_and_signed_into_the_manifest(tmp_path: Path) -> None:
-    from edge_agent.commands.router import CommandRejected
     from edge_agent.commands.signing import SignedCommandVerifier
+    from edge_agent.core.types import CommandRejected
     from edge_agent.footage.audit_trail import request_fields
     from edge_agent.footage.clips.manifest import VerifyError, build_manifest, verify_clip
     from edge_agent.footage.clips.request import Limits, parse_clip_request

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.commands.router import MAX_COMMAND_BYTES
-from edge_agent.commands.signing import generate_keypair
 from edge_agent.config import load
+from edge_agent.core.keys import generate_keypair
 
 NODE = "edge/pole-test"
 TOPICS = ("ping", "clip", "hotlist", "config", "reboot")
@@ -249,7 +249,7 @@ def test_fuzz_the_mqtt_message_callback(tmp_path: Path, broker: Broker, collecto
 def test_duplicate_keys_in_a_command_are_refused() -> None:
     # Issue 13.8: with duplicate keys two JSON parsers may read different values from one signed text.
     from edge_agent.commands.router import CommandRouter
-    from edge_agent.link.health import PipelineStats
+    from edge_agent.core.types import PipelineStats
 
     router = CommandRouter(PipelineStats())
     router.register("ping", lambda _c: {})

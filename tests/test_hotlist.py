@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge_agent.commands.hotlist import HotlistCommand, Hotlists
-from edge_agent.commands.router import Command, CommandRejected
+from edge_agent.core.types import Command, CommandRejected
 
 
 class AcceptAll:

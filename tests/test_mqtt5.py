@@ -25,10 +25,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from test_agent_mqtt import _assert_complete_in_order
 
 from edge_agent.config import Config, ConfigError, load
-from edge_agent.link.health import PipelineStats
+from edge_agent.core.types import PRIORITY_ALERT, Event, PipelineStats
 from edge_agent.link.mqtt import MqttLink
 from edge_agent.link.outbox import Outbox
-from edge_agent.pipeline.events import PRIORITY_ALERT, Event
 
 # The node may say it is alive and answer, but not send events: what a wrong ACL line looks like.
 ACL_NO_EVENTS = """\

@@ -116,7 +116,7 @@ def test_signed_hotlist_alert_goes_out_ahead_of_the_backlog(tmp_path: Path, brok
 def test_parked_car_is_published_once_and_not_again_after_restart(tmp_path: Path) -> None:
     from edge_agent.commands.hotlist import Hotlists
     from edge_agent.config import Config
-    from edge_agent.link.health import PipelineStats
+    from edge_agent.core.types import PipelineStats
     from edge_agent.pipeline.alpr import PlateReader
     from edge_agent.pipeline.frame_pipeline import FramePipeline
     from edge_agent.sources.base import Frame

@@ -18,7 +18,7 @@ from conftest import Broker, Collector, wait_until
 from edge_agent.agent import Agent
 from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.link.health import PipelineStats
+from edge_agent.core.types import PipelineStats
 from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
 from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.context_image import vehicle_region

@@ -23,16 +23,15 @@ from edge_agent.agent import Agent
 from edge_agent.cli import main
 from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config, load
+from edge_agent.core.types import PRIORITY_ALERT, PRIORITY_AUDIT, PRIORITY_PLATE, Event, PipelineStats
 from edge_agent.footage.audit import AuditLog, log_files, verify_file
 from edge_agent.footage.audit_trail import AuditTrail
 from edge_agent.footage.clips.request import ClipRequest
 from edge_agent.footage.clips.service import JobStore
 from edge_agent.footage.recorder.index import SegmentIndex
-from edge_agent.link.health import PipelineStats
 from edge_agent.link.outbox import Outbox
 from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.dedup import RecentPlates
-from edge_agent.pipeline.events import PRIORITY_ALERT, PRIORITY_AUDIT, PRIORITY_PLATE, Event
 from edge_agent.pipeline.frame_pipeline import FramePipeline
 from edge_agent.sources.base import Frame
 

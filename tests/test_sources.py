@@ -16,7 +16,8 @@ import pytest
 from test_tracking_split import plate_photo, replay
 
 from edge_agent.config import Config
-from edge_agent.sources import SourceEnded, SourceError, make_source, redact
+from edge_agent.core.redact import redact
+from edge_agent.sources import SourceEnded, SourceError, make_source
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.folder import FolderSource
 from edge_agent.sources.opencv_source import OpenCVSource

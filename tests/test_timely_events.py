@@ -16,10 +16,9 @@ from conftest import AgentProcess, Broker, Collector, Message, wait_until, write
 
 from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.link.health import PipelineStats
+from edge_agent.core.types import Event, PipelineStats
 from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
 from edge_agent.pipeline.alpr.types import PlateRead
-from edge_agent.pipeline.events import Event
 from edge_agent.pipeline.frame_pipeline import FramePipeline
 from edge_agent.sources.base import Frame
 from edge_agent.sources.demo import DemoSource

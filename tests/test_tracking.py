@@ -101,7 +101,7 @@ def test_single_doubtful_read_is_not_published(tmp_path: object) -> None:
 
     from edge_agent.commands.hotlist import Hotlists
     from edge_agent.config import Config
-    from edge_agent.link.health import PipelineStats
+    from edge_agent.core.types import PipelineStats
     from edge_agent.pipeline.frame_pipeline import FramePipeline
     from edge_agent.pipeline.tracking import Observation
 

@@ -13,12 +13,12 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.commands.router import Command, CommandRejected, DecisionSink, Unverified
+from edge_agent.commands.router import DecisionSink
 from edge_agent.core.formats import edit_distance_at_most_1
+from edge_agent.core.types import Command, CommandRejected, HotlistMatch, Unverified
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,6 @@ MAX_ENTRIES = 100_000
 _ACTIONS = ("replace", "add", "remove", "delete")
 _ALLOWED_KEYS = {"request_id", "node_id", "command", "list_id", "action", "plates", "key_id", "nonce", "expires",
                  "signature", "issued"}
-
-
-@dataclass(frozen=True, slots=True)
-class HotlistMatch:
-    list_id: str
-    listed_text: str
-    reason: str
-    kind: str  # "exact" or "fuzzy"
 
 
 class CommandVerifier(Protocol):

@@ -32,9 +32,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.commands.router import Command, CommandRejected, DecisionSink, Unverified
+from edge_agent.commands.router import DecisionSink
 from edge_agent.config import Config, ConfigError, validate
 from edge_agent.core.atomic_file import fsync_dir, replace_file
+from edge_agent.core.types import Command, CommandRejected, Unverified
 
 log = logging.getLogger(__name__)
 

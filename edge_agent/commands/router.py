@@ -21,10 +21,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge_agent.link.health import PipelineStats
+from edge_agent.core.types import Command, CommandRejected, PipelineStats, Unverified
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +35,6 @@ _WARN_EVERY_S = 10.0
 # past this rate they are counted, not sent, so a flood cannot queue thousands of replies ahead of plates.
 REFUSAL_REPLIES_PER_S = 10.0
 REFUSAL_REPLY_BURST = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    name: str
-    request_id: str
-    body: dict[str, Any]
-
-
-class CommandRejected(Exception):
-    """The command is understood but refused; the message is the reason sent back."""
-
-
-class Unverified(CommandRejected):
-    """Refused before the signature, key, expiry, binding and nonce checks all passed: anyone can send
-    these, so they are counted in the audit log, not recorded one by one."""
 
 
 class AuditSink(Protocol):

@@ -100,7 +100,7 @@ def check_unit(probe: Callable[[], UnitState]) -> Result:
 
 
 def check_keys(cfg: Config) -> Result:
-    from edge_agent.commands.signing import node_identity_problem, replaceable_problem
+    from edge_agent.core.keys import node_identity_problem, replaceable_problem
     from edge_agent.field.provision import (
         DEFAULT_NODE_KEY,
         node_identity_path,
@@ -141,7 +141,8 @@ def check_keys(cfg: Config) -> Result:
 
 
 def check_camera(cfg: Config, seconds: float = 2.0) -> Result:
-    from edge_agent.sources import SourceError, make_source, redact
+    from edge_agent.core.redact import redact
+    from edge_agent.sources import SourceError, make_source
 
     cam = cfg.camera
     name = redact(cam.source)

@@ -70,7 +70,7 @@ def camera_problem(source: str) -> str | None:
 
 
 def check(cfg: Config, *, create_data_dir: bool, load_models: bool) -> Preflight:
-    from edge_agent.commands.signing import node_identity_problem
+    from edge_agent.core.keys import node_identity_problem
     from edge_agent.field.provision import check_secret_files, node_identity_path, node_key_path
 
     out = Preflight()

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edge_agent.core.types import PRIORITY_AUDIT, Event, utc_iso
 from edge_agent.footage.audit import RETENTION, ROTATE_AFTER_S, AuditError, AuditLog, AuditRecord
-from edge_agent.pipeline.events import PRIORITY_AUDIT, Event, utc_iso
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,17 @@
-"""Node health: the counters every stage updates, and the snapshot published on ``health``."""
+"""Node health: the snapshot published on ``health``, from the counters every stage updates (``PipelineStats``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
+from edge_agent.core.types import PipelineStats, utc_iso
 from edge_agent.link.outbox import Outbox
-from edge_agent.pipeline.events import utc_iso
 
 if TYPE_CHECKING:
     pass
@@ -23,50 +21,6 @@ log = logging.getLogger(__name__)
 # Set by cli.py before an in-place restart (os.execv keeps the PID but not Python's state).
 PROCESS_STARTED = float(os.environ.get("EDGE_AGENT_PROCESS_STARTED", "") or time.time())
 RESTARTS_IN_PLACE = int(os.environ.get("EDGE_AGENT_RESTARTS_IN_PLACE", "0") or 0)
-
-
-@dataclass
-class PipelineStats:
-    """Counters written by one thread each (plain int updates are atomic enough under the GIL)."""
-
-    frames_in: int = 0
-    frames_processed: int = 0
-    frames_dropped: int = 0
-    motion_frames: int = 0
-    alpr_runs: int = 0
-    plates_read: int = 0
-    plates_published: int = 0
-    alpr_errors: int = 0
-    plates_repeated: int = 0
-    plates_discarded: int = 0
-    hotlist_alerts: int = 0
-    motion_ms: float = 0.0
-    inference_ms: float = 0.0
-    events_lost: int = 0
-    events_held: int = 0
-    camera_state: str = "starting"
-    camera_error: str = ""
-    camera_reconnects: int = 0
-    link_state: str = "connecting"
-    link_reconnects: int = 0
-    link_protocol: str = ""
-    link_subscription: str = "pending"  # the broker's answer to the cmd subscription: granted / refused: <reason>
-    link_publish_refused: int = 0  # PUBACKs with a reason code >= 0x80 (MQTT 5 only)
-    link_last_refusal: dict[str, str] | None = None  # {"topic", "reason", "at"} of the latest one
-    commands_received: int = 0
-    commands_rejected: int = 0
-    commands_dropped: int = 0
-    commands_oversized: int = 0
-    commands_unanswered: int = 0  # refusals of unverified commands past the reply rate
-    command_errors: int = 0  # exceptions caught at the commands thread boundary
-    callback_errors: int = 0  # exceptions caught in MQTT callbacks (the network thread survives them)
-    dead_threads: list[str] = field(default_factory=list)
-    models: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-
-def ema(old: float, new: float, k: float = 0.1) -> float:
-    return new if old == 0.0 else old + k * (new - old)
 
 
 def _cpu_temp_c() -> float | None:

@@ -35,9 +35,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import Config, MqttConfig
-from edge_agent.link.health import PipelineStats
+from edge_agent.core.types import PipelineStats, utc_iso
 from edge_agent.link.outbox import Outbox, Pending
-from edge_agent.pipeline.events import utc_iso
 
 log = logging.getLogger(__name__)
 

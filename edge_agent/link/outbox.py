@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.pipeline.events import PRIORITY_ALERT, PRIORITY_AUDIT, Event
+from edge_agent.core.types import PRIORITY_ALERT, PRIORITY_AUDIT, Event
 
 PRIORITY_URGENT = PRIORITY_ALERT
 

@@ -21,7 +21,7 @@ def _head(value: str) -> tuple[int, str]:
 
 def _node_public_key(cfg: Any) -> Any:
     """The node's public key from its config: the .pub beside the key, or derived from the key itself."""
-    from edge_agent.commands.signing import load_private_key, load_public_key, public_path_for
+    from edge_agent.core.keys import load_private_key, load_public_key, public_path_for
     from edge_agent.field.provision import node_key_path
 
     key_path = node_key_path(cfg)
@@ -34,8 +34,8 @@ def _node_public_key(cfg: Any) -> Any:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from edge_agent.commands.signing import KeyFileError, load_public_key
     from edge_agent.config import ConfigError, load, resolve_config
+    from edge_agent.core.keys import KeyFileError, load_public_key
     from edge_agent.footage.audit import verify_file
     from edge_agent.footage.audit_trail import audit_path
 
@@ -78,7 +78,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from edge_agent.commands.signing import generate_keypair, public_path_for
+    from edge_agent.core.keys import generate_keypair, public_path_for
 
     key: Path = args.keyfile
     pub = public_path_for(key)
@@ -101,7 +101,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_clip(args: argparse.Namespace) -> int:
-    from edge_agent.commands.signing import KeyFileError, load_public_key
+    from edge_agent.core.keys import KeyFileError, load_public_key
     from edge_agent.footage.clips.manifest import VerifyError, verify_clip
 
     try:

@@ -11,12 +11,9 @@ with ``read_status: "unread"`` (:class:`UnreadPasses`).
 from __future__ import annotations
 
 import base64
-import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,23 +21,11 @@ import numpy as np
 from edge_agent.config import EventsConfig, LaneConfig
 from edge_agent.core.clock import CaptureClock
 from edge_agent.core.formats import FormatCheck
+from edge_agent.core.types import PRIORITY_ALERT, PRIORITY_PLATE, Event, HotlistMatch, utc_iso
 from edge_agent.pipeline import context_image
 from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.motion import MotionResult
 from edge_agent.pipeline.tracking import TrackResult, box_direction
-
-if TYPE_CHECKING:
-    from edge_agent.commands.hotlist import HotlistMatch
-
-# Lower priorities are dropped first when the outbox is full (docs/mqtt.md, "Outbox").
-PRIORITY_MOTION = 0
-PRIORITY_PLATE = 1
-PRIORITY_ALERT = 2  # published ahead of the backlog (Outbox.pending_urgent)
-PRIORITY_AUDIT = 3  # ahead of the backlog too, and never dropped by the outbox's bounds: it is evidence
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def read_fields(check: FormatCheck, confidence: float, country_confidence: float | None,
@@ -56,19 +41,6 @@ def read_fields(check: FormatCheck, confidence: float, country_confidence: float
         "country_confidence": None if country_confidence is None else round(country_confidence, 3),
         "corrected_from": check.corrected_from,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    type: str
-    payload: dict[str, Any]
-    priority: int = PRIORITY_MOTION
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    ts: str = field(default_factory=lambda: utc_iso(time.time()))
-
-    def envelope(self, node_id: str, seq: int) -> dict[str, Any]:
-        return {"event_id": self.event_id, "node_id": node_id, "seq": seq, "ts": self.ts, "type": self.type,
-                **self.payload}
 
 
 Box = tuple[int, int, int, int]

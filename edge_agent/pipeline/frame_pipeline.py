@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
 from edge_agent.core.clock import CaptureClock
 from edge_agent.core.formats import FormatCheck, PlateFormats
-from edge_agent.link.health import PipelineStats, ema
+from edge_agent.core.types import Event, HotlistMatch, PipelineStats, ema
 from edge_agent.pipeline import context_image
 from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.dedup import RecentPlates
-from edge_agent.pipeline.events import Event, EventBuilder, Lanes, UnreadPass, UnreadPasses
+from edge_agent.pipeline.events import EventBuilder, Lanes, UnreadPass, UnreadPasses
 from edge_agent.pipeline.motion import MotionDetector, MotionResult
 from edge_agent.pipeline.privacy_mask import PrivacyMask
 from edge_agent.pipeline.tracking import PlateTracker, TrackResult
@@ -52,8 +51,15 @@ class Reader(Protocol):
     def model_versions(self) -> dict[str, str]: ...
 
 
+class HotlistLookup(Protocol):
+    """The lists a published plate is matched against (edge_agent.commands.hotlist.Hotlists, kept up to date
+    by ``cmd/hotlist``): the pipeline only asks."""
+
+    def match(self, text: str) -> HotlistMatch | None: ...
+
+
 class FramePipeline:
-    def __init__(self, cfg: Config, reader: Reader | None, stats: PipelineStats, hotlists: Hotlists,
+    def __init__(self, cfg: Config, reader: Reader | None, stats: PipelineStats, hotlists: HotlistLookup,
                  privacy: PrivacyMask | None = None, clock: Callable[[], ClockState] | None = None) -> None:
         """``privacy``: the masks the frames were blacked out with (the agent masks in its capture thread);
         plates centred in them are not read. ``clock``: the last known sync state, for the transit record."""

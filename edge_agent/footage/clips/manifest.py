@@ -16,8 +16,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_agent.commands.router import CommandRejected
-from edge_agent.commands.signing import iso_utc, public_from_raw_b64, public_raw_b64, sign_body, verify_signature
+from edge_agent.commands.signing import iso_utc, sign_body, verify_signature
+from edge_agent.core.keys import public_from_raw_b64, public_raw_b64
+from edge_agent.core.types import CommandRejected
 
 MANIFEST_VERSION = 1
 

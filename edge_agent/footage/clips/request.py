@@ -8,8 +8,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.commands.router import CommandRejected, Unverified
 from edge_agent.commands.signing import SignedCommandVerifier, parse_iso_utc
+from edge_agent.core.types import CommandRejected, Unverified
 
 REQUIRED = ("request_id", "node_id", "command", "camera", "start", "end", "agency", "purpose", "operator",
             "upload_url", "upload_token", "expires", "nonce", "key_id", "signature")

@@ -30,8 +30,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.commands.router import Command, CommandRejected
 from edge_agent.commands.signing import SignedCommandVerifier
+from edge_agent.core.types import Command, CommandRejected
 from edge_agent.footage.audit_trail import AuditTrail
 from edge_agent.footage.clips.manifest import build_manifest
 from edge_agent.footage.clips.request import ClipRequest, Limits, parse_clip_request
