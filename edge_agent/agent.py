@@ -15,27 +15,29 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from edge_agent import preflight
-from edge_agent.alpr.types import ModelError
-from edge_agent.audit import AuditError, AuditLog
-from edge_agent.audit_trail import AuditTrail, audit_path
-from edge_agent.clock import CachedClock, ClockState
-from edge_agent.commands import Command, CommandRouter
+from edge_agent.commands.hotlist import HotlistCommand, Hotlists
+from edge_agent.commands.remote_config import RemoteConfig, State
+from edge_agent.commands.router import CommandRouter
+from edge_agent.commands.signing import SignedCommandVerifier
 from edge_agent.config import Config
-from edge_agent.events import Event
-from edge_agent.footage import Footage, FootageError
-from edge_agent.health import HealthReporter, PipelineStats
-from edge_agent.hotlist import HotlistCommand, Hotlists
-from edge_agent.mqtt_link import MqttLink
-from edge_agent.outbox import Outbox, OutboxError
-from edge_agent.pipeline import FramePipeline, Reader
-from edge_agent.privacy_mask import PrivacyMask
-from edge_agent.provision import node_identity_path, node_key_path
-from edge_agent.remote_config import RemoteConfig, State
-from edge_agent.retention import PrivacyRetention
-from edge_agent.signing import KeyFileError, SignedCommandVerifier, load_or_create_node_key, load_trusted_keys
-from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source, redact
-from edge_agent.systemd_notify import Notifier
+from edge_agent.core.clock import CachedClock, ClockState
+from edge_agent.core.keys import KeyFileError, load_or_create_node_key, load_trusted_keys
+from edge_agent.core.redact import redact
+from edge_agent.core.types import Command, Event, PipelineStats
+from edge_agent.field import preflight
+from edge_agent.field.provision import node_identity_path, node_key_path
+from edge_agent.field.systemd_notify import Notifier
+from edge_agent.footage.audit import AuditError, AuditLog
+from edge_agent.footage.audit_trail import AuditTrail, audit_path
+from edge_agent.footage.footage import Footage, FootageError
+from edge_agent.footage.retention import PrivacyRetention
+from edge_agent.link.health import HealthReporter
+from edge_agent.link.mqtt import MqttLink
+from edge_agent.link.outbox import Outbox, OutboxError
+from edge_agent.pipeline.alpr.types import ModelError
+from edge_agent.pipeline.frame_pipeline import FramePipeline, Reader
+from edge_agent.pipeline.privacy_mask import PrivacyMask
+from edge_agent.sources import Frame, FrameSource, SourceEnded, SourceError, make_source
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def load_reader(cfg: Config, stats: PipelineStats) -> Reader | None:
         return None
     explicit = cfg.alpr.detector_model is not None or cfg.alpr.ocr_model is not None
     try:
-        from edge_agent.alpr import PlateReader
+        from edge_agent.pipeline.alpr import PlateReader
 
         reader: Reader = PlateReader(detector_path=cfg.alpr.detector_model, ocr_path=cfg.alpr.ocr_model,
                                      threads=cfg.alpr.threads, formats=cfg.formats.enabled)
@@ -99,7 +101,7 @@ class Agent:
                  remote: State | None = None) -> None:
         self.cfg = cfg
         self.stats = PipelineStats()
-        # The same checks check-config makes (edge_agent/preflight.py): what it calls OK starts.
+        # The same checks check-config makes (edge_agent/field/preflight.py): what it calls OK starts.
         pre = preflight.check(cfg, create_data_dir=True, load_models=False)
         problems = [p for p in pre.problems if source is None or not p.startswith("camera.source")]
         if problems:

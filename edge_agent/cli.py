@@ -20,7 +20,7 @@ log = logging.getLogger("edge_agent")
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from edge_agent import preflight
+    from edge_agent.field import preflight
 
     try:
         cfg = load(args.file)
@@ -42,7 +42,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent import Agent, StartupError
-    from edge_agent.systemd_notify import Notifier, setup_logging
+    from edge_agent.field.systemd_notify import Notifier, setup_logging
 
     args.config = resolve_config(args.config)
     try:
@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"edge-agent: invalid config: {exc}", file=sys.stderr)
         return EXIT_USAGE
     setup_logging(cfg.log.level)
-    from edge_agent.remote_config import prepare
+    from edge_agent.commands.remote_config import prepare
 
     # The remote overlay (signed cmd/config) goes over the file; a bad one is rolled back, never fatal.
     base = cfg
@@ -81,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         argv = [sys.executable, "-m", "edge_agent", "run"] + (["--config", str(args.config)] if args.config else [])
         log.info("restarting in place to apply the configuration change")
-        from edge_agent import health
+        from edge_agent.link import health
 
         os.environ["EDGE_AGENT_PROCESS_STARTED"] = repr(health.PROCESS_STARTED)
         os.environ["EDGE_AGENT_RESTARTS_IN_PLACE"] = str(health.RESTARTS_IN_PLACE + 1)
@@ -92,7 +92,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_read(args: argparse.Namespace) -> int:
-    from edge_agent.alpr.read_command import EXIT_USAGE, run_read
+    from edge_agent.pipeline.alpr.read_command import EXIT_USAGE, run_read
 
     cfg = None
     if args.config is not None:
@@ -108,7 +108,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
     import os
     import pwd
 
-    from edge_agent.provision import ProvisionError, provision, report
+    from edge_agent.field.provision import ProvisionError, provision, report
 
     owner = args.owner
     if owner is None and os.geteuid() == 0:
@@ -128,7 +128,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from edge_agent.doctor import run_doctor
+    from edge_agent.field.doctor import run_doctor
 
     return run_doctor(args.config, skip=set(args.skip or ()))
 
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image files or folders")
     rd.set_defaults(func=_cmd_read)
 
-    from edge_agent.provision import DEFAULT_DIR
+    from edge_agent.field.provision import DEFAULT_DIR
 
     pv = sub.add_parser("provision", help="create this node's signing key, MQTT TLS key and certificate request")
     pv.add_argument("--node-id", required=True, help="the node id (MQTT topic level and certificate CN)")

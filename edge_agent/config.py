@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge_agent.formats import DEFAULT_ORDER as DEFAULT_FORMAT_ORDER
-from edge_agent.formats import FORMATS
-from edge_agent.sources.base import redact
+from edge_agent.core.formats import DEFAULT_ORDER as DEFAULT_FORMAT_ORDER
+from edge_agent.core.formats import FORMATS
+from edge_agent.core.redact import redact
 
 _TOPIC_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -325,7 +325,7 @@ class SecurityConfig(_Section):
     @field_validator("trusted_keys")
     @classmethod
     def _keys(cls, v: dict[str, Path]) -> dict[str, Path]:
-        from edge_agent.signing import KeyFileError, load_public_key
+        from edge_agent.core.keys import KeyFileError, load_public_key
 
         for key_id, path in v.items():
             if not _TOPIC_SAFE.fullmatch(key_id):

@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge_agent.alpr.reader import PlateReader  # noqa: E402
-from edge_agent.alpr.types import ModelError  # noqa: E402
+from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
+from edge_agent.pipeline.alpr.types import ModelError  # noqa: E402
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

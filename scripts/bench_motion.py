@@ -19,7 +19,7 @@ import time
 import cv2
 
 from edge_agent.config import MotionConfig
-from edge_agent.motion import MotionDetector
+from edge_agent.pipeline.motion import MotionDetector
 from edge_agent.sources.demo import DemoSource
 
 

@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge_agent.alpr.detector import Detection  # noqa: E402
-from edge_agent.alpr.read_command import decode_image  # noqa: E402
-from edge_agent.alpr.reader import PlateReader  # noqa: E402
-from edge_agent.alpr.types import ModelError, PlateRead  # noqa: E402
-from edge_agent.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
+from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
+from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
+from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
+from edge_agent.pipeline.alpr.types import ModelError, PlateRead  # noqa: E402
+from edge_agent.pipeline.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
 
 Box = tuple[float, float, float, float]
 

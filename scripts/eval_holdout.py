@@ -41,10 +41,10 @@ if str(SCRIPTS) not in sys.path:
 import splits  # noqa: E402  (scripts/splits.py: one home for the validation split)
 from eval_alpr import REPO, Tally, Truth, iou, load_annotations, run_reader, score_image  # noqa: E402
 
-from edge_agent.alpr.detector import Detection  # noqa: E402
-from edge_agent.alpr.read_command import decode_image  # noqa: E402
-from edge_agent.alpr.reader import PlateReader  # noqa: E402
-from edge_agent.alpr.types import ModelError, PlateRead  # noqa: E402
+from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
+from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
+from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
+from edge_agent.pipeline.alpr.types import ModelError, PlateRead  # noqa: E402
 
 SOURCES = {
     "plates-ro-boxes": "ro",

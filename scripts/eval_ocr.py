@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge_agent.alpr.ocr import PlateOCR  # noqa: E402
-from edge_agent.alpr.types import ModelError  # noqa: E402
-from edge_agent.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
+from edge_agent.pipeline.alpr.ocr import PlateOCR  # noqa: E402
+from edge_agent.pipeline.alpr.types import ModelError  # noqa: E402
+from edge_agent.pipeline.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
 
 
 def fold(s: str) -> str:

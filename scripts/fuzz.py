@@ -54,15 +54,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from edge_agent.audit import AuditLog
-from edge_agent.audit_trail import AuditTrail, audit_path
-from edge_agent.commands import CommandRouter
+from edge_agent.commands.hotlist import HotlistCommand, Hotlists
+from edge_agent.commands.remote_config import RUNTIME_KEYS, RemoteConfig, State
+from edge_agent.commands.router import CommandRouter
+from edge_agent.commands.signing import SignedCommandVerifier, sign_command
 from edge_agent.config import Config, ConfigError, load, validate
-from edge_agent.footage import Footage
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import HotlistCommand, Hotlists
-from edge_agent.remote_config import RUNTIME_KEYS, RemoteConfig, State
-from edge_agent.signing import SignedCommandVerifier, generate_keypair, load_trusted_keys, sign_command
+from edge_agent.core.keys import generate_keypair, load_trusted_keys
+from edge_agent.core.types import PipelineStats
+from edge_agent.footage.audit import AuditLog
+from edge_agent.footage.audit_trail import AuditTrail, audit_path
+from edge_agent.footage.footage import Footage
 
 COMMAND_TARGETS = ("ping", "hotlist", "clip", "config", "unknown")
 CONFIG_TARGETS = ("config_validate", "config_load")

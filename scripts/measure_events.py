@@ -8,7 +8,7 @@ Two scenes:
                       the view closes in on the plate (the plate grows and moves, like an
                       approaching car), separated by empty-road frames.
 
-Each frame goes through edge_agent.pipeline.FramePipeline (motion gate, plate reader, tracker,
+Each frame goes through edge_agent.pipeline.frame_pipeline.FramePipeline (motion gate, plate reader, tracker,
 vote, formats, de-dup) exactly as in the daemon. Targets (issue 6): events per vehicle 1.00.
 
     python scripts/measure_events.py --demo 20
@@ -29,11 +29,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_agent.alpr import ModelError, PlateReader
+from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import Hotlists
-from edge_agent.pipeline import FramePipeline
+from edge_agent.core.types import PipelineStats
+from edge_agent.pipeline.alpr import ModelError, PlateReader
+from edge_agent.pipeline.frame_pipeline import FramePipeline
 from edge_agent.sources.base import Frame
 from edge_agent.sources.demo import DemoSource
 

@@ -12,10 +12,9 @@ from typing import Any
 from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 
 from edge_agent.config import Config
-from edge_agent.events import Event
-from edge_agent.health import PipelineStats
-from edge_agent.mqtt_link import MqttLink
-from edge_agent.outbox import Outbox
+from edge_agent.core.types import Event, PipelineStats
+from edge_agent.link.mqtt import MqttLink
+from edge_agent.link.outbox import Outbox
 
 ENVELOPE = {"event_id": str, "node_id": str, "seq": int, "ts": str, "type": str}
 

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.alpr import ModelError, PlateRead, PlateReader
-from edge_agent.alpr.read_command import run_read
-from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR, second_look_region
 from edge_agent.config import Config
+from edge_agent.pipeline.alpr import ModelError, PlateRead, PlateReader
+from edge_agent.pipeline.alpr.read_command import run_read
+from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR, second_look_region
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.plate_render import render_plate
 

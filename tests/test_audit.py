@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.audit import GENESIS, AuditLog, head_path, line_hash, verify_file
 from edge_agent.cli import main
+from edge_agent.footage.audit import GENESIS, AuditLog, head_path, line_hash, verify_file
 
 
 def _log(path: Path, n: int) -> None:

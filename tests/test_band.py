@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_agent.alpr.band import band_sides
+from edge_agent.pipeline.alpr.band import band_sides
 from edge_agent.sources.plate_render import render_plate
 
 

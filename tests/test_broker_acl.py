@@ -30,10 +30,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from test_agent_mqtt import _assert_complete_in_order
 from test_tls import _cert, _write
 
-from edge_agent.clock import ClockState
-from edge_agent.doctor import UnitState, run_doctor
-from edge_agent.outbox import Outbox
-from edge_agent.provision import provision
+from edge_agent.core.clock import ClockState
+from edge_agent.field.doctor import UnitState, run_doctor
+from edge_agent.field.provision import provision
+from edge_agent.link.outbox import Outbox
 
 SHIPPED = REPO / "config" / "mosquitto"
 CA = "edge fleet CA"
@@ -257,7 +257,7 @@ def test_the_ops_tools_work_with_the_operations_rooms_certificate(tmp_path: Path
     # Issue 14.5: every ops tool presents a client certificate; under the shipped ACL "ops" may read all
     # and write only cmd/.
     from edge_agent.cli import main
-    from edge_agent.signing import generate_keypair
+    from edge_agent.core.keys import generate_keypair
 
     generate_keypair(tmp_path / "ops-sign.key", tmp_path / "ops-sign.pub")
     cfg = _agent_config(tmp_path, fleet)

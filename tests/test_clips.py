@@ -18,10 +18,11 @@ from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from upload_receiver import Receiver, make_tls
 
-from edge_agent.audit import verify_file
 from edge_agent.cli import main
-from edge_agent.clips.upload import Uploader, UploadError, UploadSettings
-from edge_agent.signing import generate_keypair, sign_command
+from edge_agent.commands.signing import sign_command
+from edge_agent.core.keys import generate_keypair
+from edge_agent.footage.audit import verify_file
+from edge_agent.footage.clips.upload import Uploader, UploadError, UploadSettings
 
 if TYPE_CHECKING:
     from tus_fixture import TusServer
@@ -131,7 +132,7 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         # manifest_sha256 is the hash of the manifest bytes the receiver got.
         assert up["manifest_sha256"] == hashlib.sha256(rx.files["case-42-a.manifest.json"]).hexdigest()
         # Each event carries what the operations room needs to recompute the record's hash and check it.
-        from edge_agent.audit import line_hash
+        from edge_agent.footage.audit import line_hash
 
         assert all(line_hash(a["audit_seq"], a["audit_ts"], a["prev_hash"], a["entry"]) == a["audit_hash"]
                    for a in audits)
@@ -162,7 +163,7 @@ def test_every_rejection_has_its_reason_and_is_audited(
     agents.append(agent)
     wait_until(lambda: bool(_health(collector).get("footage")), 30, "the agent's first health")
     key = Ed25519PrivateKey.from_private_bytes(b"\x00" * 32)  # not trusted
-    from edge_agent.signing import load_private_key
+    from edge_agent.core.keys import load_private_key
 
     ops = load_private_key(ops_key[0])
     now = datetime.now(UTC)
@@ -258,7 +259,7 @@ def test_upload_is_bandwidth_capped_and_refused_token_fails_fast(tmp_path: Path)
 def test_upload_continues_after_the_agent_is_killed(
         tmp_path: Path, broker: Broker, collector: Collector, agents: list[AgentProcess],
         ops_key: tuple[Path, Path], how: str, tus_server: TusServer, tus_token: str) -> None:
-    from edge_agent.signing import load_private_key
+    from edge_agent.core.keys import load_private_key
 
     # The tus reference server; a slow link (64 kbit/s, 4 kB chunks) so the kill lands mid-upload.
     cfg = _agent_config(tmp_path, broker.port, ops_key[1], tus_server.ca, max_kbps=64, chunk_kb=4)
@@ -314,11 +315,11 @@ def test_upload_continues_after_the_agent_is_killed(
 
 
 def test_purpose_and_operator_are_required_validated_and_signed_into_the_manifest(tmp_path: Path) -> None:
-    from edge_agent.audit_trail import request_fields
-    from edge_agent.clips.manifest import VerifyError, build_manifest, verify_clip
-    from edge_agent.clips.request import Limits, parse_clip_request
-    from edge_agent.commands import CommandRejected
-    from edge_agent.signing import SignedCommandVerifier
+    from edge_agent.commands.signing import SignedCommandVerifier
+    from edge_agent.core.types import CommandRejected
+    from edge_agent.footage.audit_trail import request_fields
+    from edge_agent.footage.clips.manifest import VerifyError, build_manifest, verify_clip
+    from edge_agent.footage.clips.request import Limits, parse_clip_request
 
     ops = generate_keypair(tmp_path / "ops.key", tmp_path / "ops.pub")
     verifier = SignedCommandVerifier({"ops1": ops.public_key()}, tmp_path / "n.sqlite3", node_id="pole-test")

@@ -110,10 +110,11 @@ def test_tls_hostname_switch_is_named_for_what_it_does() -> None:
 def test_upload_allowed_hosts(tmp_path: Path) -> None:
     import time
 
-    from edge_agent.clips.request import Limits, parse_clip_request
-    from edge_agent.commands import CommandRejected
+    from edge_agent.commands.signing import SignedCommandVerifier, iso_utc, sign_command
     from edge_agent.config import ConfigError, validate
-    from edge_agent.signing import SignedCommandVerifier, generate_keypair, iso_utc, sign_command
+    from edge_agent.core.keys import generate_keypair
+    from edge_agent.core.types import CommandRejected
+    from edge_agent.footage.clips.request import Limits, parse_clip_request
 
     with pytest.raises(ConfigError, match=r"upload\.allowed_hosts"):
         validate({"upload": {"allowed_hosts": ["https://evidence.example/x"]}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.dedup import RecentPlates
+from edge_agent.pipeline.dedup import RecentPlates
 
 
 def test_repeat_within_window_is_suppressed_fuzzily(tmp_path: Path) -> None:

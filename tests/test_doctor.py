@@ -10,10 +10,10 @@ import pytest
 from conftest import Broker, free_port, write_config
 from test_tls import pki, tls_broker  # noqa: F401  (fixtures)
 
-import edge_agent.alpr
-from edge_agent.alpr.types import PlateRead
-from edge_agent.clock import ClockState
-from edge_agent.doctor import TEST_PLATE, UnitState, run_doctor
+import edge_agent.pipeline.alpr
+from edge_agent.core.clock import ClockState
+from edge_agent.field.doctor import TEST_PLATE, UnitState, run_doctor
+from edge_agent.pipeline.alpr.types import PlateRead
 
 SYNCED = lambda: ClockState(True, "timedatectl")  # noqa: E731
 UNSYNCED = lambda: ClockState(False, "timedatectl")  # noqa: E731
@@ -37,10 +37,10 @@ class _FakeReader:
 
 @pytest.fixture
 def models(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+    from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
 
     if not (DEFAULT_DETECTOR.is_file() and DEFAULT_OCR.is_file()):
-        monkeypatch.setattr(edge_agent.alpr, "PlateReader", _FakeReader)
+        monkeypatch.setattr(edge_agent.pipeline.alpr, "PlateReader", _FakeReader)
 
 
 def _config(tmp_path: Path, broker: Broker, pki: dict[str, Path], port: int | None = None,  # noqa: F811
@@ -138,7 +138,7 @@ def test_doctor_reports_invalid_config_and_warns_without_systemd(tmp_path: Path,
     assert run_doctor(bad) == 1
     out = capsys.readouterr().out
     assert out.startswith("FAIL config") and "camera.fps" in out
-    from edge_agent.doctor import check_unit
+    from edge_agent.field.doctor import check_unit
 
     r = check_unit(lambda: UnitState(False))
     assert r.status == "WARN"

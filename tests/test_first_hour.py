@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, AgentProcess, free_port, wait_until, write_config
 
-from edge_agent.signing import generate_keypair
+from edge_agent.core.keys import generate_keypair
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.config import Config, ConfigError, validate
-from edge_agent.formats import FORMATS, PlateFormats, edit_distance_at_most_1
+from edge_agent.core.formats import FORMATS, PlateFormats, edit_distance_at_most_1
 
 
 @pytest.mark.parametrize(

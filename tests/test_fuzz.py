@@ -72,7 +72,7 @@ def test_unusable_file_names_are_config_errors(key: tuple[str, str]) -> None:
 def test_replayed_and_forged_commands_are_refused(tmp_path: Path) -> None:
     import json
 
-    from edge_agent.signing import sign_command
+    from edge_agent.commands.signing import sign_command
 
     h = fuzz.build_harness(tmp_path)
     body = sign_command({"request_id": "h1", "list_id": "stolen", "action": "add", "plates": ["AB123CD"]},
@@ -91,7 +91,7 @@ def test_replayed_and_forged_commands_are_refused(tmp_path: Path) -> None:
 def test_clip_with_an_unparsable_upload_url_is_refused_with_a_reason(tmp_path: Path, url: str) -> None:
     import json
 
-    from edge_agent.signing import sign_command
+    from edge_agent.commands.signing import sign_command
 
     h = fuzz.build_harness(tmp_path)
     body = {"request_id": "c1", "camera": "cam0", "start": fuzz._iso(-100), "end": fuzz._iso(-95),
@@ -122,7 +122,7 @@ def test_ids_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
     # "^...$" with re.match lets one trailing "\n" through: it would end up in topics, file names and lists.
     import json
 
-    from edge_agent.signing import sign_command
+    from edge_agent.commands.signing import sign_command
 
     h = fuzz.build_harness(tmp_path)
     rid, reply = h.router.handle("ping", b'{"request_id": "r1\\n"}')

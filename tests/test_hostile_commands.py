@@ -27,9 +27,9 @@ from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.commands import MAX_COMMAND_BYTES
+from edge_agent.commands.router import MAX_COMMAND_BYTES
 from edge_agent.config import load
-from edge_agent.signing import generate_keypair
+from edge_agent.core.keys import generate_keypair
 
 NODE = "edge/pole-test"
 TOPICS = ("ping", "clip", "hotlist", "config", "reboot")
@@ -164,7 +164,7 @@ def _watchdog_pings(srv: socket.socket, seconds: float) -> int:
 def test_a_dead_essential_thread_stops_the_watchdog(tmp_path: Path, broker: Broker, notify_socket: socket.socket,
                                                     victim: str) -> None:
     from edge_agent.agent import Agent
-    from edge_agent.systemd_notify import Notifier
+    from edge_agent.field.systemd_notify import Notifier
 
     cfg = load(write_config(tmp_path / "agent.toml", tmp_path / "data", broker.port,
                             camera={"width": 320, "height": 240, "fps": 10}, recorder={"enabled": True}))
@@ -248,8 +248,8 @@ def test_fuzz_the_mqtt_message_callback(tmp_path: Path, broker: Broker, collecto
 
 def test_duplicate_keys_in_a_command_are_refused() -> None:
     # Issue 13.8: with duplicate keys two JSON parsers may read different values from one signed text.
-    from edge_agent.commands import CommandRouter
-    from edge_agent.health import PipelineStats
+    from edge_agent.commands.router import CommandRouter
+    from edge_agent.core.types import PipelineStats
 
     router = CommandRouter(PipelineStats())
     router.register("ping", lambda _c: {})

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.commands import Command, CommandRejected
-from edge_agent.hotlist import HotlistCommand, Hotlists
+from edge_agent.commands.hotlist import HotlistCommand, Hotlists
+from edge_agent.core.types import Command, CommandRejected
 
 
 class AcceptAll:
@@ -62,7 +62,7 @@ def test_bad_commands_are_rejected_with_a_reason(tmp_path: Path, body: dict[str,
 
 
 def test_without_trusted_keys_signed_commands_are_refused(tmp_path: Path) -> None:
-    from edge_agent.signing import SignedCommandVerifier
+    from edge_agent.commands.signing import SignedCommandVerifier
 
     handler = HotlistCommand(Hotlists(tmp_path / "h.json", True), SignedCommandVerifier({}, tmp_path / "n.sqlite3",
                                                                                        node_id="pole-a"))

@@ -22,9 +22,7 @@ from conftest import REPO, AgentProcess, free_port, wait_until, write_config
 
 from edge_agent.agent import Agent, StartupError
 from edge_agent.config import load
-from edge_agent.doctor import CHECKS, check_keys, run_doctor
-from edge_agent.provision import default_node_key_path, node_identity_path
-from edge_agent.signing import (
+from edge_agent.core.keys import (
     KeyFileError,
     generate_keypair,
     key_fingerprint,
@@ -32,6 +30,8 @@ from edge_agent.signing import (
     load_private_key,
     load_public_key,
 )
+from edge_agent.field.doctor import CHECKS, check_keys, run_doctor
+from edge_agent.field.provision import default_node_key_path, node_identity_path
 
 ONLY_CONFIG_AND_KEYS = set(CHECKS) - {"config", "keys"}
 
@@ -184,7 +184,7 @@ def test_lost_or_replaced_node_key_is_refused_not_regenerated(tmp_path: Path, ag
 def test_first_creation_is_logged_and_an_existing_key_is_recorded(tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     key, ident = tmp_path / "keys" / "node-signing.key", tmp_path / "node-identity.json"
-    with caplog.at_level(logging.INFO, logger="edge_agent.signing"):
+    with caplog.at_level(logging.INFO, logger="edge_agent.core.keys"):
         made = load_or_create_node_key(key, ident)
     fp = key_fingerprint(made.public_key())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -195,7 +195,7 @@ def test_first_creation_is_logged_and_an_existing_key_is_recorded(tmp_path: Path
     # A node upgraded from before the record existed: its key is adopted quietly, not called new.
     ident.unlink()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="edge_agent.signing"):
+    with caplog.at_level(logging.INFO, logger="edge_agent.core.keys"):
         load_or_create_node_key(key, ident)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert json.loads(ident.read_text())["fingerprint"] == fp
@@ -215,7 +215,7 @@ def test_provisioning_after_a_generated_key_is_a_logged_change_of_identity(
     provisioned = tmp_path / "etc" / "node-signing.key"
     generate_keypair(provisioned, provisioned.with_suffix(".pub"))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="edge_agent.signing"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.core.keys"):
         key = load_or_create_node_key(provisioned, ident, create=False)  # security.node_key_file now set
     fp = key_fingerprint(key.public_key())
     assert fp != key_fingerprint(generated.public_key())

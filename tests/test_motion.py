@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_agent.config import MotionConfig
-from edge_agent.motion import MotionDetector
+from edge_agent.pipeline.motion import MotionDetector
 from edge_agent.sources.base import Frame
 
 
@@ -76,7 +76,7 @@ def test_a_size_change_counts_as_motion_and_is_reported_once(caplog: pytest.LogC
     # A folder of photos of mixed sizes: each change is a new view the reader must see, not a restart.
     det = MotionDetector(MotionConfig(), 1280, 720)
     assert not det.detect(_frame(0, None)).active, "the first frame only starts the background"
-    with caplog.at_level(logging.WARNING, logger="edge_agent.motion"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.pipeline.motion"):
         changed = det.detect(_frame(1, None, 640, 480))
         assert changed.active and changed.boxes == ((0, 0, 640, 480),) and changed.area == 1.0
         assert not det.detect(_frame(2, None, 640, 480)).active, "the background restarted from the new view"

@@ -25,10 +25,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from test_agent_mqtt import _assert_complete_in_order
 
 from edge_agent.config import Config, ConfigError, load
-from edge_agent.events import PRIORITY_ALERT, Event
-from edge_agent.health import PipelineStats
-from edge_agent.mqtt_link import MqttLink
-from edge_agent.outbox import Outbox
+from edge_agent.core.types import PRIORITY_ALERT, Event, PipelineStats
+from edge_agent.link.mqtt import MqttLink
+from edge_agent.link.outbox import Outbox
 
 # The node may say it is alive and answer, but not send events: what a wrong ACL line looks like.
 ACL_NO_EVENTS = """\
@@ -276,7 +275,7 @@ def test_protocol_and_session_expiry_are_validated(tmp_path: Path) -> None:
 
 
 def test_doctor_under_311_warns_that_it_cannot_check_publish_rights(broker: Broker) -> None:
-    from edge_agent.doctor import check_mqtt
+    from edge_agent.field.doctor import check_mqtt
 
     v311 = Config.model_validate({"node_id": "pole-test", "mqtt": {"port": broker.port, "protocol": "3.1.1"}})
     rights = check_mqtt(v311)[1]

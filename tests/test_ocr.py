@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.alpr.ocr import DEFAULT_MODEL, PlateOCR
-from edge_agent.alpr.types import ModelError, OcrRead
+from edge_agent.pipeline.alpr.ocr import DEFAULT_MODEL, PlateOCR
+from edge_agent.pipeline.alpr.types import ModelError, OcrRead
 from edge_agent.sources.plate_render import render_plate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 
 from edge_agent.cli import main
-from edge_agent.signing import generate_keypair
+from edge_agent.core.keys import generate_keypair
 
 
 def _ops_key(tmp_path: Path) -> tuple[Path, Path]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_agent.events import PRIORITY_PLATE, Event
-from edge_agent.outbox import Outbox
+from edge_agent.core.types import PRIORITY_PLATE, Event
+from edge_agent.link.outbox import Outbox
 
 
 def _motion(i: int) -> Event:
@@ -80,7 +80,7 @@ def test_event_is_on_disk_when_append_returns(tmp_path: Path) -> None:
 
 
 def test_urgent_events_come_out_ahead_of_the_backlog(tmp_path: Path) -> None:
-    from edge_agent.events import PRIORITY_ALERT
+    from edge_agent.core.types import PRIORITY_ALERT
 
     ob = Outbox(tmp_path / "o.sqlite3", "n1", 1000, 10**8)
     for i in range(50):
@@ -95,7 +95,7 @@ def test_urgent_events_come_out_ahead_of_the_backlog(tmp_path: Path) -> None:
 
 def test_audit_records_are_never_dropped_by_the_bounds(tmp_path: Path) -> None:
     # Issue 13.4: audit events are evidence; the disk budget drops plates and motion first, never them.
-    from edge_agent.events import PRIORITY_AUDIT
+    from edge_agent.core.types import PRIORITY_AUDIT
 
     ob = Outbox(tmp_path / "o.sqlite3", "n1", 10, 20_000)
     for i in range(40):

@@ -11,9 +11,9 @@ from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
-from edge_agent.formats import edit_distance_at_most_1
-from edge_agent.signing import sign_command
+from edge_agent.commands.signing import sign_command
+from edge_agent.core.formats import edit_distance_at_most_1
+from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
 from edge_agent.sources.demo import DemoSource
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_DETECTOR.exists() and DEFAULT_OCR.exists()),
@@ -114,11 +114,11 @@ def test_signed_hotlist_alert_goes_out_ahead_of_the_backlog(tmp_path: Path, brok
 
 
 def test_parked_car_is_published_once_and_not_again_after_restart(tmp_path: Path) -> None:
-    from edge_agent.alpr import PlateReader
+    from edge_agent.commands.hotlist import Hotlists
     from edge_agent.config import Config
-    from edge_agent.health import PipelineStats
-    from edge_agent.hotlist import Hotlists
-    from edge_agent.pipeline import FramePipeline
+    from edge_agent.core.types import PipelineStats
+    from edge_agent.pipeline.alpr import PlateReader
+    from edge_agent.pipeline.frame_pipeline import FramePipeline
     from edge_agent.sources.base import Frame
 
     src = DemoSource(1280, 720, 10, car_interval_s=1000, speed_px_s=700, seed=7, realtime=False)

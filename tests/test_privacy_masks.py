@@ -16,14 +16,14 @@ import pytest
 from conftest import Broker, Collector, wait_until
 
 from edge_agent.agent import Agent
-from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
-from edge_agent.alpr.types import PlateRead
+from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.context_image import vehicle_region
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import Hotlists
-from edge_agent.pipeline import FramePipeline
-from edge_agent.privacy_mask import PrivacyMask
+from edge_agent.core.types import PipelineStats
+from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.context_image import vehicle_region
+from edge_agent.pipeline.frame_pipeline import FramePipeline
+from edge_agent.pipeline.privacy_mask import PrivacyMask
 from edge_agent.sources.base import Frame, FrameSource
 from edge_agent.sources.demo import _background
 from edge_agent.sources.plate_render import PLATE_H, PLATE_W, render_plate

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from edge_agent.recorder import EncoderSettings, Recorder, RetentionPolicy
+from edge_agent.footage.recorder import EncoderSettings, Recorder, RetentionPolicy
 from edge_agent.sources.base import Frame
 
 FPS = 10
@@ -99,7 +99,7 @@ def test_segment_left_open_by_a_kill_is_recovered(tmp_path: Path) -> None:
     script = (
         "import os, sys, numpy as np\n"
         "from pathlib import Path\n"
-        "from edge_agent.recorder import EncoderSettings, SegmentIndex, SegmentWriter\n"
+        "from edge_agent.footage.recorder import EncoderSettings, SegmentIndex, SegmentWriter\n"
         f"d = Path({str(tmp_path)!r}); t0 = {t0!r}\n"
         "idx = SegmentIndex(d / 'index.sqlite3'); p = d / 'seg.mp4'\n"
         "idx.add_open(p, t0)\n"

@@ -11,11 +11,11 @@ import pytest
 from conftest import AgentProcess, Broker, Collector, wait_until, write_config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent import remote_config as rc
-from edge_agent.commands import Command, CommandRejected
+from edge_agent.commands import remote_config as rc
+from edge_agent.commands.signing import SignedCommandVerifier, sign_command
 from edge_agent.config import Config, ConfigError, load
-from edge_agent.health import PipelineStats
-from edge_agent.signing import SignedCommandVerifier, generate_keypair, sign_command
+from edge_agent.core.keys import generate_keypair
+from edge_agent.core.types import Command, CommandRejected, PipelineStats
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def _setup(tmp_path: Path, key: Ed25519PrivateKey, pub: Path) -> tuple[rc.Remote
 
 
 def rc_load(pub: Path) -> Any:
-    from edge_agent.signing import load_public_key
+    from edge_agent.core.keys import load_public_key
 
     return load_public_key(pub)
 

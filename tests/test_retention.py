@@ -18,22 +18,21 @@ import pytest
 from conftest import free_port, write_config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import edge_agent.audit as audit_mod
+import edge_agent.footage.audit as audit_mod
 from edge_agent.agent import Agent
-from edge_agent.alpr.types import PlateRead
-from edge_agent.audit import AuditLog, log_files, verify_file
-from edge_agent.audit_trail import AuditTrail
 from edge_agent.cli import main
-from edge_agent.clips.request import ClipRequest
-from edge_agent.clips.service import JobStore
+from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config, load
-from edge_agent.dedup import RecentPlates
-from edge_agent.events import PRIORITY_ALERT, PRIORITY_AUDIT, PRIORITY_PLATE, Event
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import Hotlists
-from edge_agent.outbox import Outbox
-from edge_agent.pipeline import FramePipeline
-from edge_agent.recorder.index import SegmentIndex
+from edge_agent.core.types import PRIORITY_ALERT, PRIORITY_AUDIT, PRIORITY_PLATE, Event, PipelineStats
+from edge_agent.footage.audit import AuditLog, log_files, verify_file
+from edge_agent.footage.audit_trail import AuditTrail
+from edge_agent.footage.clips.request import ClipRequest
+from edge_agent.footage.clips.service import JobStore
+from edge_agent.footage.recorder.index import SegmentIndex
+from edge_agent.link.outbox import Outbox
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.dedup import RecentPlates
+from edge_agent.pipeline.frame_pipeline import FramePipeline
 from edge_agent.sources.base import Frame
 
 DAY = 86400.0

@@ -14,7 +14,8 @@ from typing import Any
 from conftest import AgentProcess, Broker, Collector, free_port, wait_until, write_config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.signing import generate_keypair, sign_command
+from edge_agent.commands.signing import sign_command
+from edge_agent.core.keys import generate_keypair
 
 NODE = "edge/pole-test"
 

@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.commands import Unverified
-from edge_agent.signing import (
-    SignedCommandVerifier,
-    generate_keypair,
-    load_or_create_node_key,
-    load_private_key,
-    load_public_key,
-    sign_command,
-)
+from edge_agent.commands.signing import SignedCommandVerifier, sign_command
+from edge_agent.core.keys import generate_keypair, load_or_create_node_key, load_private_key, load_public_key
+from edge_agent.core.types import Unverified
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 NODE = "pole-a"

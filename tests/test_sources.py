@@ -16,7 +16,8 @@ import pytest
 from test_tracking_split import plate_photo, replay
 
 from edge_agent.config import Config
-from edge_agent.sources import SourceEnded, SourceError, make_source, redact
+from edge_agent.core.redact import redact
+from edge_agent.sources import SourceEnded, SourceError, make_source
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.folder import FolderSource
 from edge_agent.sources.opencv_source import OpenCVSource
@@ -202,7 +203,7 @@ DEV_SET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "
 
 
 def _needs_models() -> None:
-    from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+    from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
 
     if not (DEFAULT_DETECTOR.exists() and DEFAULT_OCR.exists()):
         pytest.skip("plate models not shipped in edge_agent/models")
@@ -217,7 +218,7 @@ def test_folder_of_mixed_size_photos_reads_every_photo(tmp_path: Path, caplog: p
     folder.mkdir()
     for i, (text, size) in enumerate(zip(plates, sizes, strict=True)):
         cv2.imwrite(str(folder / f"p{i:02d}.jpg"), plate_photo(text, size, rng))
-    with caplog.at_level(logging.WARNING, logger="edge_agent.motion"):
+    with caplog.at_level(logging.WARNING, logger="edge_agent.pipeline.motion"):
         events, stats = replay(folder, tmp_path / "data", 2.0)  # motion on, as configured by default
     assert stats.alpr_runs == len(sizes), "the motion gate let every photo through"
     assert len(events) == len(sizes) and all(e.payload["frames"] == 1 for e in events)

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from conftest import AgentProcess, Broker, Collector, Message, wait_until, write_config
 
-from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
-from edge_agent.alpr.types import PlateRead
+from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.events import Event
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import Hotlists
-from edge_agent.pipeline import FramePipeline
+from edge_agent.core.types import Event, PipelineStats
+from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.frame_pipeline import FramePipeline
 from edge_agent.sources.base import Frame
 from edge_agent.sources.demo import DemoSource
 

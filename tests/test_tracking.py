@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge_agent.alpr.types import PlateRead
-from edge_agent.tracking import PlateTracker, TrackResult, iou, vote
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.tracking import PlateTracker, TrackResult, iou, vote
 
 
 def _read(text: str, x: int, y: int = 400, w: int = 150, conf: float = 0.9,
@@ -60,7 +60,7 @@ def test_max_delay_publishes_a_stopped_car_once() -> None:
 
 
 def test_vote_weights_characters_by_confidence() -> None:
-    from edge_agent.tracking import Observation
+    from edge_agent.pipeline.tracking import Observation
 
     obs = [
         Observation(_read("AB123CD", 0, chars=(0.9, 0.9, 0.9, 0.9, 0.2, 0.9, 0.9)), 0, 0),
@@ -89,7 +89,7 @@ def test_next_car_at_the_same_spot_is_a_new_track() -> None:
 
 
 def test_levenshtein() -> None:
-    from edge_agent.tracking import levenshtein
+    from edge_agent.pipeline.tracking import levenshtein
 
     assert levenshtein("AB123CD", "AB123CD") == 0
     assert levenshtein("AB123CD", "AB12CD") == 1
@@ -99,11 +99,11 @@ def test_levenshtein() -> None:
 def test_single_doubtful_read_is_not_published(tmp_path: object) -> None:
     from pathlib import Path
 
+    from edge_agent.commands.hotlist import Hotlists
     from edge_agent.config import Config
-    from edge_agent.health import PipelineStats
-    from edge_agent.hotlist import Hotlists
-    from edge_agent.pipeline import FramePipeline
-    from edge_agent.tracking import Observation
+    from edge_agent.core.types import PipelineStats
+    from edge_agent.pipeline.frame_pipeline import FramePipeline
+    from edge_agent.pipeline.tracking import Observation
 
     d = Path(str(tmp_path))
     stats = PipelineStats()

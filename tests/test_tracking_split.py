@@ -11,18 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
-from edge_agent.alpr.types import PlateRead
+from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config
-from edge_agent.events import Event
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import Hotlists
-from edge_agent.pipeline import FramePipeline
+from edge_agent.core.types import Event, PipelineStats
+from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.frame_pipeline import FramePipeline
+from edge_agent.pipeline.tracking import PlateTracker, TrackResult, confident_distance, same_plate
 from edge_agent.sources.base import SourceEnded
 from edge_agent.sources.demo import _background
 from edge_agent.sources.folder import FolderSource
 from edge_agent.sources.plate_render import PLATE_H, PLATE_W, random_italian_plate, render_plate
-from edge_agent.tracking import PlateTracker, TrackResult, confident_distance, same_plate
 
 
 def _read(text: str, x: int = 500, y: int = 400, conf: float = 0.9,
@@ -145,7 +144,7 @@ def plate_photo(text: str, size: tuple[int, int], rng: random.Random) -> np.ndar
 
 def replay(folder: Path, data_dir: Path, fps: float, **cfg: object) -> tuple[list[Event], PipelineStats]:
     """A folder replayed through FramePipeline at `fps` of scene time, however fast this machine is."""
-    from edge_agent.alpr import PlateReader
+    from edge_agent.pipeline.alpr import PlateReader
 
     stats = PipelineStats()
     pipe = FramePipeline(Config.model_validate({"data_dir": str(data_dir), **cfg}), PlateReader(threads=1), stats,

@@ -14,16 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.alpr.types import PlateRead
-from edge_agent.clock import CaptureClock, ClockState, kernel_clock
+from edge_agent.commands.hotlist import Hotlists
 from edge_agent.config import Config, ConfigError, validate
-from edge_agent.context_image import encode_capped, vehicle_region
-from edge_agent.events import Event, Lanes
-from edge_agent.health import PipelineStats
-from edge_agent.hotlist import Hotlists
-from edge_agent.pipeline import FramePipeline
+from edge_agent.core.clock import CaptureClock, ClockState, kernel_clock
+from edge_agent.core.types import Event, PipelineStats
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.context_image import encode_capped, vehicle_region
+from edge_agent.pipeline.events import Lanes
+from edge_agent.pipeline.frame_pipeline import FramePipeline
+from edge_agent.pipeline.tracking import Observation, TrackResult
 from edge_agent.sources.base import Frame
-from edge_agent.tracking import Observation, TrackResult
 
 W, H = 1280, 720
 T0 = 1_700_000_000.0

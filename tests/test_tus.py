@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from conftest import wait_until
 
-from edge_agent.clips.service import JobStore
-from edge_agent.clips.upload import MemoryUrls, Uploader, UploadError, UploadSettings, UploadStopped
+from edge_agent.footage.clips.service import JobStore
+from edge_agent.footage.clips.upload import MemoryUrls, Uploader, UploadError, UploadSettings, UploadStopped
 
 if TYPE_CHECKING:
     from tus_fixture import TusServer

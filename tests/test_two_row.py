@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.alpr.two_row import is_two_row, row_gap, side_by_side
+from edge_agent.pipeline.alpr.two_row import is_two_row, row_gap, side_by_side
 
 
 def _two_row_plate(

@@ -172,7 +172,7 @@ def print_reply(multi: bool) -> Callable[[str, dict[str, Any]], None]:
 
 
 def load_signing_key(path: Path) -> Any:
-    from edge_agent.signing import KeyFileError, load_private_key
+    from edge_agent.core.keys import KeyFileError, load_private_key
 
     try:
         return load_private_key(path)

@@ -21,8 +21,8 @@ def _head(value: str) -> tuple[int, str]:
 
 def _node_public_key(cfg: Any) -> Any:
     """The node's public key from its config: the .pub beside the key, or derived from the key itself."""
-    from edge_agent.provision import node_key_path
-    from edge_agent.signing import load_private_key, load_public_key, public_path_for
+    from edge_agent.core.keys import load_private_key, load_public_key, public_path_for
+    from edge_agent.field.provision import node_key_path
 
     key_path = node_key_path(cfg)
     pub = public_path_for(key_path)
@@ -34,10 +34,10 @@ def _node_public_key(cfg: Any) -> Any:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from edge_agent.audit import verify_file
-    from edge_agent.audit_trail import audit_path
     from edge_agent.config import ConfigError, load, resolve_config
-    from edge_agent.signing import KeyFileError, load_public_key
+    from edge_agent.core.keys import KeyFileError, load_public_key
+    from edge_agent.footage.audit import verify_file
+    from edge_agent.footage.audit_trail import audit_path
 
     path: Path | None = args.file
     node_key = None
@@ -78,7 +78,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from edge_agent.signing import generate_keypair, public_path_for
+    from edge_agent.core.keys import generate_keypair, public_path_for
 
     key: Path = args.keyfile
     pub = public_path_for(key)
@@ -101,8 +101,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_clip(args: argparse.Namespace) -> int:
-    from edge_agent.clips.manifest import VerifyError, verify_clip
-    from edge_agent.signing import KeyFileError, load_public_key
+    from edge_agent.core.keys import KeyFileError, load_public_key
+    from edge_agent.footage.clips.manifest import VerifyError, verify_clip
 
     try:
         node_key = load_public_key(args.node_key) if args.node_key else None

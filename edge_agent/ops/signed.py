@@ -49,7 +49,7 @@ def _when(value: str, name: str) -> datetime:
 def _send(args: argparse.Namespace, command: str, body: dict[str, Any], nodes: list[str], fleet: bool,
           final: Final, banner: str) -> int:
     """Signs ``body`` for each node (or once for every node: ``fleet``), sends it, follows the replies."""
-    from edge_agent.signing import FLEET, sign_command
+    from edge_agent.commands.signing import FLEET, sign_command
 
     key = load_signing_key(args.key)
     rid = str(body["request_id"])

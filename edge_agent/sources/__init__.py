@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.sources.base import Frame, FrameSource, SourceEnded, SourceError, redact
+from edge_agent.sources.base import Frame, FrameSource, SourceEnded, SourceError
 
 if TYPE_CHECKING:
     from edge_agent.config import Config
 
-__all__ = ["Frame", "FrameSource", "SourceEnded", "SourceError", "make_source", "redact"]
+__all__ = ["Frame", "FrameSource", "SourceEnded", "SourceError", "make_source"]
 
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import cv2
 
-from edge_agent.sources.base import Frame, FrameSource, SourceEnded, SourceError, redact
+from edge_agent.core.redact import redact
+from edge_agent.sources.base import Frame, FrameSource, SourceEnded, SourceError
 from edge_agent.sources.pacing import Pacer
 
 _DEVICE = re.compile(r"^/dev/video(\d+)$")

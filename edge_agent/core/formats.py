@@ -1,0 +1,179 @@
+"""Country plate formats: does a read look like a real plate, and can one confusable character fix it?
+
+Texts are upper case without spaces or dashes, as the reader produces them. The
+patterns describe the characters only (the separators and the EU band are not
+read), so some countries share a shape (IT, FR and SK are all ``AA123AA``); the
+first enabled format that fits names the country.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_L = "A-Z"
+# Letters each country leaves out of its series (confusable with digits or each other).
+_IT_L = "A-HJ-NPR-TV-Z"  # no I O Q U
+_ES_L = "BCDFGHJKLMNPRSTVWXYZ"
+_CH_CANTONS = "AG|AI|AR|BE|BL|BS|FR|GE|GL|GR|JU|LU|NE|NW|OW|SG|SH|SO|SZ|TG|TI|UR|VD|VS|ZG|ZH"
+
+FORMATS: dict[str, tuple[str, ...]] = {
+    # Cars AA123AA; motorcycles AA12345 (two rows: AA over 12345, read top row first).
+    "IT": (rf"[{_IT_L}]{{2}}\d{{3}}[{_IT_L}]{{2}}", rf"[{_IT_L}]{{2}}\d{{5}}"),
+    "DE": (rf"[{_L}]{{1,3}}[{_L}]{{1,2}}[1-9]\d{{0,3}}[EH]?",),
+    "FR": (rf"[{_L}]{{2}}\d{{3}}[{_L}]{{2}}", rf"\d{{1,4}}[{_L}]{{1,3}}\d{{2}}"),
+    "ES": (rf"\d{{4}}[{_ES_L}]{{3}}", rf"[{_L}]{{1,2}}\d{{4}}[{_L}]{{1,2}}"),
+    "CH": (rf"(?:{_CH_CANTONS})\d{{1,6}}",),
+    "AT": (rf"[{_L}]{{1,2}}\d{{1,5}}[{_L}]{{1,2}}", rf"[{_L}]{{1,2}}[{_L}]{{1,3}}\d{{1,3}}"),
+    "SK": (rf"[{_L}]{{2}}\d{{3}}[{_L}]{{2}}", rf"[{_L}]{{2}}[{_L}]{{3}}\d{{2}}"),
+    "CZ": (rf"\d[{_L}][{_L}0-9]\d{{4}}",),
+    # Two-letter districts take five characters, three-letter ones four, in a fixed set of shapes.
+    "PL": (rf"[{_L}]{{2}}(?:\d{{5}}|\d{{4}}[{_L}]|\d{{3}}[{_L}]{{2}}|[1-9][{_L}]\d{{3}}|[1-9][{_L}]{{2}}\d{{2}})",
+           rf"[{_L}]{{3}}(?:[{_L}]\d{{3}}|\d{{2}}[{_L}]{{2}}|[1-9][{_L}]\d{{2}}|\d{{2}}[{_L}][1-9]|[1-9][{_L}]{{2}}[1-9]"
+           rf"|[{_L}]{{2}}\d{{2}}|\d{{5}}|\d{{4}}[{_L}]|\d{{3}}[{_L}]{{2}}|[{_L}]\d{{2}}[{_L}]|[{_L}][1-9][{_L}]{{2}})"),
+    "GB": (rf"[{_L}]{{2}}\d{{2}}[{_L}]{{3}}",),
+    "HR": (rf"[{_L}]{{2}}\d{{3,4}}[{_L}]{{1,2}}",),
+    "any": (r"[A-Z0-9]{2,10}",),
+}
+
+# Default order: Italy first (the deployment's country), then the rest of the EU presets. "any" is
+# not in the default: with it enabled every read fits and nothing is ever corrected.
+DEFAULT_ORDER: tuple[str, ...] = ("IT", "DE", "FR", "ES", "AT", "SK", "CZ", "PL", "HR", "CH", "GB")
+
+# Countries whose plates carry a blue band at the right end too (year/province; department/region).
+RIGHT_BAND_COUNTRIES = frozenset({"IT", "FR"})
+
+# Chosen before any evaluation: below this an edge character is more likely the plate's border or band
+# than a glyph (the OCR's per-character confidences of real glyphs sit mostly above 0.9).
+EDGE_DROP_CONFIDENCE = 0.5
+
+_CONFUSABLE: dict[str, str] = {}
+for _a, _b in ("O0", "I1", "B8", "S5", "Z2", "G6"):
+    _CONFUSABLE[_a], _CONFUSABLE[_b] = _b, _a
+
+
+@dataclass(frozen=True, slots=True)
+class FormatCheck:
+    text: str  # the (possibly corrected) text
+    country: str | None  # the first enabled format that fits, None when nothing fits
+    corrected_from: str | None = None  # the original read, when one character was changed
+
+    @property
+    def valid(self) -> bool:
+        return self.country is not None
+
+
+class PlateFormats:
+    """The enabled formats, compiled once, in priority order."""
+
+    def __init__(self, enabled: Sequence[str] = DEFAULT_ORDER) -> None:
+        unknown = [c for c in enabled if c not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown plate format(s) {unknown}; known: {sorted(FORMATS)}")
+        self._compiled = [(c, re.compile("(?:" + "|".join(FORMATS[c]) + r")\Z")) for c in enabled]
+
+    def countries(self, text: str) -> list[str]:
+        """Every enabled country whose layout the text fits, in priority order ("any" is not a country)."""
+        return [code for code, rx in self._compiled if code != "any" and rx.match(text)]
+
+    def country(self, text: str) -> str | None:
+        for code, rx in self._compiled:
+            if rx.match(text):
+                return code
+        return None
+
+    def check(self, text: str, char_confidences: Sequence[float] = (),
+              alternatives: Sequence[Sequence[tuple[str, float]]] = ()) -> FormatCheck:
+        """Fits as read, or fixed by re-choosing one or two characters, or marked as fitting nothing.
+
+        With ``alternatives`` (per character, the other glyphs the OCR model gave at least 1% at that
+        step, ``edge_agent.pipeline.alpr.ocr``), up to two characters may be re-chosen among them, and the most
+        probable text that fits wins: the model itself must have seen the other reading. Without them
+        (a text voted over several frames), one confusable character (O/0, I/1, B/8, S/5, Z/2, G/6; never
+        Q, which French, German and other plates use) may be swapped, the least confident first. Ties go
+        to the higher-priority format. An edge character the model was unsure of (below
+        ``EDGE_DROP_CONFIDENCE``) may also be dropped when that alone makes the text fit: the plate's
+        border or band read as a character.
+        """
+        found = self.country(text)
+        if found is not None:
+            return FormatCheck(text, found)
+        rank = {code: i for i, (code, _) in enumerate(self._compiled)}
+        confs = list(char_confidences) if len(char_confidences) == len(text) else [1.0] * len(text)
+        best: tuple[float, int, str, str] | None = None
+
+        def consider(cost: float, candidate: str) -> None:
+            nonlocal best
+            code = self.country(candidate)
+            if code is None:
+                return
+            key = (cost, rank[code], candidate, code)
+            if best is None or key[:2] < best[:2]:
+                best = key
+
+        if alternatives:
+            # Only what the model itself found plausible; the cost of a change is how much less likely
+            # the model found it (log ratio), summed.
+            per_char = alternatives if len(alternatives) == len(text) else [()] * len(text)
+            options = [[(alt, math.log(max(confs[i], 1e-6) / max(p, 1e-6))) for alt, p in per_char[i]]
+                       for i in range(len(text))]
+            for i, opts in enumerate(options):
+                for alt, cost in opts:
+                    consider(cost, text[:i] + alt + text[i + 1:])
+            if best is None:
+                for i, j in itertools.combinations(range(len(text)), 2):
+                    for (ai, ci), (aj, cj) in itertools.product(options[i], options[j]):
+                        consider(ci + cj, text[:i] + ai + text[i + 1:j] + aj + text[j + 1:])
+        else:
+            for i, ch in enumerate(text):
+                swap = _CONFUSABLE.get(ch)
+                if swap is not None:
+                    consider(confs[i], text[:i] + swap + text[i + 1:])
+        if best is None and len(text) > 4:
+            for i in (0, len(text) - 1):
+                if confs[i] < EDGE_DROP_CONFIDENCE:
+                    consider(confs[i], text[:i] + text[i + 1:])
+        if best is None:
+            return FormatCheck(text, None)
+        return FormatCheck(best[2], best[3], corrected_from=text)
+
+    def country_of(self, check: FormatCheck, right_band: bool | None = None) -> tuple[str | None, float | None]:
+        """The plate's country and how sure the layout and the look make it.
+
+        The candidates are the enabled countries whose formats fit the text (IT, FR and SK plates are
+        all AA123AA). A blue band seen at the plate's right end (``edge_agent.pipeline.alpr.band``) keeps those
+        whose plates have one (IT, FR), its clear absence drops them; no colour (grey/IR frames) keeps
+        all. The first candidate in priority order is the country, and the confidence is 1 / the
+        number of candidates: no prior on which countries drive past the pole. None, None when no
+        format fits; "any" gives the country "any" with no confidence.
+        """
+        if check.country is None:
+            return None, None
+        fits = self.countries(check.text)
+        if not fits:
+            return check.country, None
+        if right_band is not None:
+            narrowed = [c for c in fits if (c in RIGHT_BAND_COUNTRIES) == right_band]
+            fits = narrowed or fits
+        return fits[0], 1.0 / len(fits)
+
+
+def edit_distance_at_most_1(a: str, b: str) -> bool:
+    """True when a and b differ by at most one substitution, insertion or deletion."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    if la > lb:
+        a, b = b, a
+    # b is one longer: skipping one character of b must give a.
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1 :]

@@ -1,0 +1,241 @@
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""The plate reader: detect plates, cut them out, read them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_agent.core.formats import DEFAULT_ORDER, FormatCheck, PlateFormats
+from edge_agent.pipeline.alpr.band import band_sides
+from edge_agent.pipeline.alpr.detector import Detection, PlateDetector, box_iou
+from edge_agent.pipeline.alpr.two_row import is_two_row, side_by_side
+from edge_agent.pipeline.alpr.types import ModelError, OcrRead, PlateRead
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_DETECTOR = MODELS_DIR / "plate_detector.tflite"
+DEFAULT_OCR = MODELS_DIR / "plate_ocr.tflite"
+
+# Extra border around the detector box, as a fraction of the box: the OCR model was trained on
+# crops with a few percent of slack in x and more in y, and a box that clips the first or last
+# character costs a whole read.
+_MARGIN_X = 0.05
+_MARGIN_Y = 0.15
+
+
+class PlateReader:
+    """Finds and reads licence plates in BGR frames with the packaged TFLite models.
+
+    One TFLite interpreter per model, created here once. Not thread-safe: use one reader per
+    thread. Raises :class:`ModelError` when a model is missing, corrupt or not the expected model.
+    """
+
+    def __init__(
+        self,
+        detector_path: Path | None = None,
+        ocr_path: Path | None = None,
+        threads: int = 1,
+        *,
+        score_threshold: float = 0.35,
+        max_plates: int = 8,
+        min_chars: int = 4,
+        rectify: bool = True,
+        formats: Sequence[str] = DEFAULT_ORDER,
+    ) -> None:
+        """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
+        is checked against them, as the daemon publishes it."""
+        self.detector = PlateDetector(
+            Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
+            threads=threads,
+            score_threshold=score_threshold,
+            max_plates=max_plates,
+        )
+        self.ocr = _load_ocr(Path(ocr_path) if ocr_path is not None else DEFAULT_OCR, threads)
+        self.min_chars = min_chars
+        self.rectify = rectify
+        self.formats = PlateFormats(formats)
+        self.second_looks = 0  # frames that got a second, closer detector pass (see read)
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        return {"plate_detector": self.detector.version, "plate_ocr": str(self.ocr.version)}
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Plate boxes only (no OCR): for benchmarks and for callers that read later."""
+        return self.detector.detect(_check_image(image_bgr))
+
+    def detections(self, image: np.ndarray, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[Detection]:
+        """The detector's boxes in the whole frame, and from a second look around ``regions`` (see ``read``)."""
+        found = self.detector.detect(image)
+        side = max(self.detector.input_w, self.detector.input_h)
+        look = second_look_region(regions, image.shape[1], image.shape[0], side)
+        if look is None:
+            return found
+        self.second_looks += 1
+        lx, ly, lw, lh = look
+        for det in self.detector.detect(image[ly:ly + lh, lx:lx + lw]):
+            x, y, w, h = det.box
+            near = Detection((x + lx, y + ly, w, h), det.score)
+            same = [i for i, f in enumerate(found) if box_iou(f.box, near.box) > 0.3]
+            if not same:
+                found.append(near)
+            elif all(found[i].score < near.score for i in same):
+                # The closer look's box of the same plate: tighter, and surer.
+                found[same[0]] = near
+        found.sort(key=lambda d: -d.score)
+        return found[: self.detector.max_plates]
+
+    def read_crop(self, image_bgr: np.ndarray, det: Detection) -> PlateRead | None:
+        """Reads one detected plate, or None when no plausible plate text is found in it."""
+        crop = _cut(image_bgr, det.box, self.rectify)
+        if crop is None:
+            return None
+        x, y, w, h = det.box
+        two_row = is_two_row(w, h)
+        ocr: OcrRead = self.ocr.read(side_by_side(crop) if two_row else crop)
+        # A box with no readable text is not reported: it is where most false plates come from.
+        if len(ocr.text) < self.min_chars:
+            return None
+        check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives)
+        chars = _checked_confidences(ocr, check)
+        box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
+        # Both stages must be sure for the read to be sure.
+        confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
+        right_band = None if two_row else band_sides(crop)[1]
+        return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
+                         corrected_from=check.corrected_from, two_row=two_row, right_band=right_band)
+
+    def read(self, image_bgr: np.ndarray, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[PlateRead]:
+        """All plates found and read in a BGR (or grey) frame, most confident detection first.
+
+        ``regions`` (x, y, w, h), e.g. where motion is: the detector takes a second, closer look at the
+        area around them when the whole frame, shrunk to the detector's input, would leave a plate
+        there too few pixels (a 1280 px frame shrinks 4x: a 40 px plate becomes 10 px).
+        """
+        image = _check_image(image_bgr)
+        reads = []
+        for det in self.detections(image, regions):
+            r = self.read_crop(image, det)
+            if r is not None:
+                reads.append(r)
+        return reads
+
+
+def second_look_region(regions: Sequence[tuple[int, int, int, int]], frame_w: int, frame_h: int,
+                       input_px: int) -> tuple[int, int, int, int] | None:
+    """The area a second detector pass looks at: around all ``regions``, at least ``input_px`` on its
+    long side (never upscaled past the frame's own pixels), or None when it would gain little (the
+    area is more than half the frame)."""
+    if not regions:
+        return None
+    x0 = float(min(r[0] for r in regions))
+    y0 = float(min(r[1] for r in regions))
+    x1 = float(max(r[0] + r[2] for r in regions))
+    y1 = float(max(r[1] + r[3] for r in regions))
+    # A plate at the edge of the moving area (the car's front) is still inside the look.
+    pad_x, pad_y = (x1 - x0) * 0.15 + 8, (y1 - y0) * 0.15 + 8
+    x0, y0, x1, y1 = x0 - pad_x, y0 - pad_y, x1 + pad_x, y1 + pad_y
+    side = max(x1 - x0, y1 - y0, float(input_px))
+    if side * 2 > max(frame_w, frame_h):
+        return None
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    w, h = min(max(x1 - x0, float(input_px)), frame_w), min(max(y1 - y0, float(input_px)), frame_h)
+    left = int(min(max(cx - w / 2, 0), frame_w - w))
+    top = int(min(max(cy - h / 2, 0), frame_h - h))
+    return left, top, int(w), int(h)
+
+
+def _checked_confidences(ocr: OcrRead, check: FormatCheck) -> tuple[float, ...]:
+    """Per-character confidences of the checked text: a re-chosen glyph has the probability the model
+    gave it, a dropped edge character takes its confidence with it."""
+    if check.corrected_from is None:
+        return ocr.char_confidences
+    confs, alts = list(ocr.char_confidences), list(ocr.alternatives)
+    if len(check.text) < len(ocr.text):
+        cut = 0 if ocr.text[1:] == check.text else len(ocr.text) - 1
+        del confs[cut], alts[cut]
+        return tuple(confs)
+    return tuple(_prob_of(ch, alts[i]) if ch != ocr.text[i] else confs[i] for i, ch in enumerate(check.text))
+
+
+def _prob_of(ch: str, alts: tuple[tuple[str, float], ...]) -> float:
+    return next((p for a, p in alts if a == ch), 0.0)
+
+
+def _load_ocr(path: Path, threads: int) -> Any:
+    try:
+        from edge_agent.pipeline.alpr.ocr import PlateOCR
+    except ImportError as exc:
+        raise ModelError(f"plate OCR module unavailable: {exc}") from None
+    try:
+        return PlateOCR(path, threads=threads)
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"plate OCR model {path}: {exc}") from None
+
+
+def _check_image(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError("expected a uint8 BGR (H, W, 3) or grey (H, W) image")
+    if image.ndim == 3 and image.shape[2] == 4:
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR))
+    if image.ndim == 3 and image.shape[2] != 3:
+        raise ValueError(f"expected 3 colour channels, got {image.shape[2]}")
+    return image
+
+
+def _cut(image: np.ndarray, box: tuple[float, float, float, float], rectify: bool) -> np.ndarray | None:
+    """The plate with a margin, deskewed when it is visibly rotated."""
+    x, y, w, h = box
+    H, W = image.shape[:2]
+    x0, x1 = max(0, int(x - _MARGIN_X * w)), min(W, math.ceil(x + w * (1 + _MARGIN_X)))
+    y0, y1 = max(0, int(y - _MARGIN_Y * h)), min(H, math.ceil(y + h * (1 + _MARGIN_Y)))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    crop = image[y0:y1, x0:x1]
+    if rectify:
+        angle = _skew_angle(crop)
+        if abs(angle) >= 2.0:
+            c = ((x1 - x0) / 2, (y1 - y0) / 2)
+            m = cv2.getRotationMatrix2D(c, angle, 1.0)
+            return np.asarray(
+                cv2.warpAffine(crop, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            )
+    # A copy: the crop outlives the frame (events keep it) and must not pin the whole frame.
+    return crop.copy()
+
+
+def _skew_angle(crop: np.ndarray) -> float:
+    """Rotation (degrees) of the plate's horizontal edges; 0 when unsure.
+
+    A plate's top/bottom borders and character rows give long near-horizontal edges; their median
+    angle is the plate's tilt. An axis-aligned detector box around a tilted plate is the common
+    case on a pole camera looking down a lane at an angle.
+    """
+    grey = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    if w < 40 or h < 12:
+        return 0.0
+    edges = cv2.Canny(grey, 60, 160)
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=max(20, w // 4), minLineLength=w * 0.45,
+                            maxLineGap=max(3, w // 30))
+    if lines is None:
+        return 0.0
+    angles = []
+    for x0, y0, x1, y1 in np.asarray(lines).reshape(-1, 4):
+        a = math.degrees(math.atan2(float(y1 - y0), float(x1 - x0)))
+        if a > 90:
+            a -= 180
+        elif a < -90:
+            a += 180
+        if abs(a) < 20:
+            angles.append(a)
+    if len(angles) < 2:
+        return 0.0
+    return float(np.median(angles))
