@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 
 from edge_agent.pipeline.alpr.band import band_sides
+from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.tracking import Observation, band_vote
 from edge_agent.sources.plate_render import render_plate
 
 
@@ -35,3 +37,14 @@ def test_grey_or_blue_images_give_no_cue() -> None:
     blue = np.full((40, 180, 3), (160, 60, 0), np.uint8)  # a blue plate (or a blue colour cast)
     assert band_sides(blue) == (None, None)
     assert band_sides(np.zeros((10, 20, 3), np.uint8)) == (None, None), "too small to judge"
+
+
+def test_a_track_votes_on_the_band() -> None:
+    # One read of the plate half out of the frame must not turn an Italian car Austrian.
+    def obs(band: bool | None) -> Observation:
+        return Observation(PlateRead("AB123CD", (0, 0, 100, 22), 0.9, right_band=band), 0.0, 0.0)
+
+    assert band_vote([obs(True), obs(False), obs(True), obs(None)]) is True
+    assert band_vote([obs(False), obs(None)]) is False
+    assert band_vote([obs(True), obs(False)]) is None
+    assert band_vote([obs(None)]) is None

@@ -192,7 +192,7 @@ class FramePipeline:
         if check.corrected_from is None and track.best.read.text == check.text:
             # The reader's own format check changed the model's read: the record says so.
             check = FormatCheck(check.text, check.country, track.best.read.corrected_from)
-        event = self.events.plate(track, check, self.formats.country_of(check, track.best.read.right_band),
+        event = self.events.plate(track, check, self.formats.country_of(check, track.right_band),
                                   self.lanes.of_box(track.best.read.box, fw, fh),
                                   None if ctx is None else ctx.image)
         self._stats.plates_published += 1

@@ -47,6 +47,15 @@ class TrackResult:
     # What the caller's context hook made of the track's most confident read, in its frame (the events
     # stage keeps the vehicle's image there): only the tracker knows which read that is while the frame exists.
     context: Any = None
+    right_band: bool | None = None  # the reads' majority on the right-band country cue; None: no say
+
+
+def band_vote(observations: list[Observation]) -> bool | None:
+    """The right-band cue over a track's reads: one read sees the plate half out of the frame or in a
+    colour cast, most do not. None on a tie or when no read could tell."""
+    yes = sum(o.read.right_band is True for o in observations)
+    no = sum(o.read.right_band is False for o in observations)
+    return None if yes == no else yes > no
 
 
 def iou(a: Box, b: Box) -> float:
@@ -300,4 +309,4 @@ class PlateTracker:
         agreeing = [o for o in t.obs if o.read.text == text] or t.obs
         best = max(agreeing, key=lambda o: (o.read.confidence, o.read.box[2]))
         return TrackResult(t.track_id, text, conf, char_confs, best, len(t.obs), alts[:5], direction(t.obs),
-                           t.obs[0].frame_ts, t.last.frame_ts, t.context)
+                           t.obs[0].frame_ts, t.last.frame_ts, t.context, band_vote(t.obs))

@@ -106,7 +106,9 @@ class PlateReader:
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         # Both stages must be sure for the read to be sure.
         confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
-        right_band = None if two_row else band_sides(crop)[1]
+        # A plate cut by the frame's edge shows no band where it was cut: no cue from it.
+        at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
+        right_band = None if two_row or at_edge else band_sides(crop)[1]
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
                          corrected_from=check.corrected_from, two_row=two_row, right_band=right_band)
 
