@@ -255,3 +255,10 @@ def test_second_look_region() -> None:
     x, y, w, h = second_look_region([(1900, 1000, 10, 10)], 1920, 1080, 320)  # type: ignore[misc]
     assert (w, h) == (320, 320) and x + w <= 1920 and y + h <= 1080, "at least the input size, inside the frame"
     assert second_look_region([(10, 10, 50, 30)], 480, 360, 320) is None, "a small frame is seen whole"
+
+
+def test_reads_below_min_confidence_are_not_returned() -> None:
+    # alpr.min_confidence belongs to the reader, so `edge-agent read`, the scorers and the pole agree.
+    frame = demo_frame("AB123CD")
+    assert [r.text for r in PlateReader(min_confidence=0.0).read(frame)] == ["AB123CD"]
+    assert PlateReader(min_confidence=1.0).read(frame) == []

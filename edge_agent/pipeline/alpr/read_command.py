@@ -4,7 +4,8 @@
 Each plate is printed as a pole would publish it in its transit record (``events/plate``): the
 text after the plate-format check, ``read_status``, ``confidence``, ``country``,
 ``country_confidence`` and ``corrected_from``, with the formats, models and low-confidence limit of
-the config given (the defaults without one). One image is one frame: a pole also votes over the
+the config given (the defaults without one); reads below `alpr.min_confidence` are left out, as a pole
+drops them. One image is one frame: a pole also votes over the
 frames of a pass, which only a video shows.
 
 Exit status: 0 all images read; 1 some images could not be decoded (each is reported, the rest
@@ -109,6 +110,7 @@ def run_read(
     try:
         cfg = cfg if cfg is not None else Config()
         reader = PlateReader(detector_path=cfg.alpr.detector_model, ocr_path=cfg.alpr.ocr_model, threads=1,
+                             min_confidence=cfg.alpr.min_confidence,
                              formats=cfg.formats.enabled)
     except ModelError as exc:
         print(f"edge-agent read: cannot load the plate models: {exc}", file=err)

@@ -44,11 +44,14 @@ class PlateReader:
         score_threshold: float = 0.35,
         max_plates: int = 8,
         min_chars: int = 4,
+        min_confidence: float = 0.5,
         rectify: bool = True,
         formats: Sequence[str] = DEFAULT_ORDER,
     ) -> None:
         """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
-        is checked against them, as the daemon publishes it."""
+        is checked against them, as the daemon publishes it. ``min_confidence``: reads below it are not
+        returned (``alpr.min_confidence``, whose default this is; the daemon passes 0 and filters with
+        the live value, which a remote change may move)."""
         self.detector = PlateDetector(
             Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
             threads=threads,
@@ -57,6 +60,7 @@ class PlateReader:
         )
         self.ocr = _load_ocr(Path(ocr_path) if ocr_path is not None else DEFAULT_OCR, threads)
         self.min_chars = min_chars
+        self.min_confidence = min_confidence
         self.rectify = rectify
         self.formats = PlateFormats(formats)
         self.second_looks = 0  # frames that got a second, closer detector pass (see read)
@@ -106,6 +110,8 @@ class PlateReader:
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         # Both stages must be sure for the read to be sure.
         confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
+        if confidence < self.min_confidence:
+            return None
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
         right_band = None if two_row or at_edge else band_sides(crop)[1]
