@@ -100,13 +100,23 @@ class PlateReader:
         if crop is None:
             return None
         x, y, w, h = det.box
-        two_row = is_two_row(w, h)
-        ocr: OcrRead = self.ocr.read(side_by_side(crop) if two_row else crop)
-        # A box with no readable text is not reported: it is where most false plates come from.
-        if len(ocr.text) < self.min_chars:
+        # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
+        # angle or a US-shaped one: read it both ways and keep the read that fits a format, then the surer.
+        ways = [(False, crop)] if not is_two_row(w, h) else [(True, side_by_side(crop)), (False, crop)]
+        best: tuple[tuple[bool, float], bool, OcrRead, FormatCheck, tuple[float, ...]] | None = None
+        for two_row, view in ways:
+            ocr: OcrRead = self.ocr.read(view)
+            # A box with no readable text is not reported: it is where most false plates come from.
+            if len(ocr.text) < self.min_chars:
+                continue
+            check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives)
+            chars = _checked_confidences(ocr, check)
+            key = (check.valid, min(chars, default=0.0))
+            if best is None or key > best[0]:
+                best = (key, two_row, ocr, check, chars)
+        if best is None:
             return None
-        check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives)
-        chars = _checked_confidences(ocr, check)
+        _, two_row, ocr, check, chars = best
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         # Both stages must be sure for the read to be sure.
         confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
