@@ -11,7 +11,7 @@ Labels go to a TSV cache outside the repository: ``path<TAB>text<TAB>score<TAB>r
 The images themselves are never copied.
 
     /work/train-venv/bin/python scripts/label_crops.py \
-        --datasets ../shared/datasets --out /work/cache/eu_crop_labels.tsv
+        --datasets ../shared/datasets --out ../ckpt/ocr/crop_labels.tsv
 """
 
 from __future__ import annotations
@@ -51,6 +51,15 @@ PLATE_FORMATS: dict[str, str] = {
 }
 _FORMAT_RE = re.compile("|".join(f"(?:{p})" for p in PLATE_FORMATS.values()))
 
+# Sources whose country is known get only that country's layouts: a Romanian read that
+# fits, say, the Dutch layout is a teacher error, not a Dutch car.
+RO_FORMAT = r"[A-Z]{2}\d{2}[A-Z]{3}|B\d{2,3}[A-Z]{3}"  # LL DD LLL, Bucharest B DD(D) LLL
+TR_FORMAT = r"\d{2}[A-Z]{1,3}\d{2,4}"  # DD L{1,3} D{2,4}
+SOURCE_FORMATS: dict[str, re.Pattern[str]] = {
+    "plates-ro-boxes": re.compile(RO_FORMAT),
+    "plates-tr-boxes": re.compile(TR_FORMAT),
+}
+
 # German plates carry round seals between the district letters and the rest; the
 # teacher reads them as one of these glyphs (or a CJK character). The seal is only
 # removed where a letter group follows it, which no non-German format has.
@@ -58,8 +67,10 @@ _SEAL = r"(?:[8&0o°%*@Q·•]|[^\x00-\x7f])"
 _DE_SEAL_RE = re.compile(rf"^([A-Z]{{1,3}})[\s\-.]*{_SEAL}[\s\-.]*([A-Z]{{1,2}})[\s\-.]*(\d{{1,4}}[EH]?)$")
 
 
-def clean_read(raw: str) -> str | None:
-    """Plate text from a raw teacher read, or None when it is not a believable plate."""
+def clean_read(raw: str, fmt: re.Pattern[str] | None = None) -> str | None:
+    """Plate text from a raw teacher read, or None when it is not a believable plate.
+
+    ``fmt`` restricts the accepted layouts (a source of known country)."""
     raw = raw.strip()
     m = _DE_SEAL_RE.match(raw)
     if m:
@@ -72,7 +83,7 @@ def clean_read(raw: str) -> str | None:
         return None
     if not (any(c.isdigit() for c in text) and any(c.isalpha() for c in text)):
         return None
-    return text if _FORMAT_RE.fullmatch(text) else None
+    return text if (fmt or _FORMAT_RE).fullmatch(text) else None
 
 
 class Teacher:
@@ -91,7 +102,9 @@ class Teacher:
         return str(text), score
 
 
-def label_one(teacher: Teacher, img: np.ndarray, two_rows: bool, min_score: float) -> tuple[str, float] | None:
+def label_one(
+    teacher: Teacher, img: np.ndarray, two_rows: bool, min_score: float, fmt: re.Pattern[str] | None = None
+) -> tuple[str, float] | None:
     if two_rows:
         # The recogniser reads one line; two-row plates are read per half and joined.
         h = img.shape[0]
@@ -102,14 +115,15 @@ def label_one(teacher: Teacher, img: np.ndarray, two_rows: bool, min_score: floa
         raw, score = teacher.read(img)
     if score < min_score:
         return None
-    text = clean_read(raw)
+    text = clean_read(raw, fmt)
     return (text, score) if text else None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", type=Path, default=Path(os.environ.get("EDGE_AGENT_DATASETS", "../shared/datasets")))
-    ap.add_argument("--out", type=Path, default=Path("/work/cache/eu_crop_labels.tsv"))
+    # Beside the repository, where train_ocr.py --labels looks by default.
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "ckpt/ocr/crop_labels.tsv")
     ap.add_argument("--min-score", type=float, default=0.9)
     ap.add_argument("--limit", type=int, default=0, help="label at most this many crops per folder (debug)")
     args = ap.parse_args(argv)
@@ -124,15 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             files = files[: args.limit]
         jobs += [(p, two_rows, None) for p in files]
-    # The Polish photos have plate boxes but no text: the same teacher can label them.
-    pl = args.datasets / "plates-pl-boxes"
-    anns = sorted(pl.glob("*.txt")) if pl.is_dir() else []
-    for ann in anns[: args.limit or None]:
-        for line in ann.read_text().splitlines():
-            f = line.split("\t")
-            if len(f) >= 5:
-                x, y, w, h = (int(float(v)) for v in f[1:5])
-                jobs.append((pl / f[0], False, (x, y, w, h)))
+    # The Polish, Romanian and Turkish photos have plate boxes but no text: the same
+    # teacher can label them.
+    for box_folder in ("plates-pl-boxes", "plates-ro-boxes", "plates-tr-boxes"):
+        pl = args.datasets / box_folder
+        anns = sorted(pl.glob("*.txt")) if pl.is_dir() else []
+        for ann in anns[: args.limit or None]:
+            for line in ann.read_text().splitlines():
+                f = line.split("\t")
+                if len(f) >= 5:
+                    x, y, w, h = (int(float(v)) for v in f[1:5])
+                    jobs.append((pl / f[0], False, (x, y, w, h)))
     if not jobs:
         print(f"no crops found under {args.datasets}", file=sys.stderr)
         return 1
@@ -157,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 # These 640x640 exports are stretched: restore a plate-like aspect for the teacher.
                 crop = img[max(0, y) : y + h, max(0, x) : x + w]
                 crop = cv2.resize(crop, (max(8, int(crop.shape[0] * 4.6)), crop.shape[0]))
-            res = label_one(teacher, crop, two_rows, args.min_score)
+            res = label_one(teacher, crop, two_rows, args.min_score, SOURCE_FORMATS.get(folder))
             if res is None:
                 continue
             kept[folder] = kept.get(folder, 0) + 1

@@ -2,12 +2,22 @@
 """Train the plate OCR (a small all-convolutional CTC recogniser) and export it to TFLite.
 
 Training data, mixed per batch (never eu-plates-dev, which is for evaluation only):
-  * EU crops labelled by the teacher (scripts/label_crops.py -> TSV cache);
+  * EU crops and the PL/RO/TR box photos labelled by the teacher (scripts/label_crops.py
+    -> TSV cache);
   * BR crops whose file name carries the text;
   * plates cut from the US/BR full photos with their box and text, the box jittered
     the way a detector box would be;
-  * synthetic EU plates (scripts/synth_plates.py) and the demo scene's Hershey plates.
-Synthetic data alone does not transfer to real plates, so real crops are the bulk.
+  * synthetic EU plates (scripts/synth_plates.py; one- and two-row, Italian and French
+    with the blue band at both ends) and the demo scene's Hershey plates.
+Synthetic data alone does not transfer to real plates, so real crops are the bulk (~60%).
+
+Validation is split by source with ``scripts/splits.py`` (the same split as the detector's):
+held-out images never reach training, and exact-match is logged per source at every epoch
+end (Keras model) and at every export (the exported int8 model).
+
+Two-row plates go through ``edge_agent/pipeline/alpr/two_row.side_by_side`` (loaded by file path),
+exactly as the reader does: augmented detector-like crop of the whole plate -> rows laid
+side by side -> 128x32.
 
     /work/train-venv/bin/python scripts/train_ocr.py --steps 20000            # train (resumes)
     /work/train-venv/bin/python scripts/train_ocr.py --export-only            # re-export latest
@@ -35,6 +45,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import splits
 import synth_plates as sp
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -45,12 +56,32 @@ TIME_STEPS = sp.OCR_W // 4
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _load_two_row() -> Any:
+    # By file path: importing the edge_agent package would pull the daemon's runtime
+    # dependencies into the training environment.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("two_row", REPO / "edge_agent" / "pipeline" / "alpr" / "two_row.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+two_row = _load_two_row()
+# Two-row crops: the whole plate is warped to this height before the rows are laid side by side.
+TWO_ROW_CROP_H = 64
+
+
 @dataclass
 class Sample:
     img: np.ndarray  # BGR or grey source
     quad: np.ndarray  # plate corners TL, TR, BR, BL in img
     text: str
     tight: bool  # crop sets are already cut to the plate: keep margins small
+    source: str = ""  # dataset folder
+    name: str = ""  # file name inside it (the unit of the validation split)
+    rows: int = 1
 
 
 def _clean(text: str) -> str | None:
@@ -79,18 +110,14 @@ def load_teacher_crops(tsv: Path) -> list[Sample]:
         t = _clean(text)
         if img is None or t is None:
             continue
+        src, name = Path(path).parent.name, Path(path).name
         if rest and rest[0]:
             x, y, w, h = (int(v) for v in rest[0].split(","))
-            out.append(_photo_sample(img, (x, y, w, h), t))
+            out.append(_photo_sample(img, (x, y, w, h), t, src, name))
             continue
-        if rows == "2":
-            # A single-line recogniser cannot read two rows; laid side by side, they read
-            # like a one-row plate, which keeps these extra glyph examples useful.
-            h = img.shape[0]
-            top, bot = img[: h // 2], img[h // 2 :]
-            bot = cv2.resize(bot, (bot.shape[1], top.shape[0]))
-            img = np.hstack([top, bot])
-        out.append(Sample(img, sp.full_quad(img), t, True))
+        # Two-row crops stay whole: they are laid side by side after augmentation, the
+        # way the reader does it (two_row.side_by_side).
+        out.append(Sample(img, sp.full_quad(img), t, True, src, name, 2 if rows == "2" else 1))
     return out
 
 
@@ -105,11 +132,13 @@ def load_br_crops(folder: Path) -> list[Sample]:
         if img is None or t is None:
             continue
         img, q = _shrink(img, sp.full_quad(img))
-        out.append(Sample(img, q, t, True))
+        out.append(Sample(img, q, t, True, folder.name, p.name))
     return out
 
 
-def _photo_sample(img: np.ndarray, box: tuple[int, int, int, int], text: str) -> Sample:
+def _photo_sample(
+    img: np.ndarray, box: tuple[int, int, int, int], text: str, source: str = "", name: str = ""
+) -> Sample:
     """The plate with context around it, so that box jitter shows what a detector box would."""
     x, y, w, h = box
     x0, y0 = max(0, x - w // 2), max(0, y - h)
@@ -120,7 +149,7 @@ def _photo_sample(img: np.ndarray, box: tuple[int, int, int, int], text: str) ->
         np.float32,
     )
     region, quad = _shrink(region, quad)
-    return Sample(region, quad, text, False)
+    return Sample(region, quad, text, False, source, name)
 
 
 def load_photo_plates(folder: Path) -> list[Sample]:
@@ -135,7 +164,7 @@ def load_photo_plates(folder: Path) -> list[Sample]:
         if img is None or t is None:
             continue
         x, y, w, h = (int(float(v)) for v in fields[1:5])
-        out.append(_photo_sample(img, (x, y, w, h), t))
+        out.append(_photo_sample(img, (x, y, w, h), t, folder.name, fields[0]))
     return out
 
 
@@ -150,27 +179,65 @@ def load_backgrounds(folder: Path, n: int = 150, seed: int = 0) -> list[np.ndarr
     return out
 
 
+def _quad_aspect(quad: np.ndarray) -> float:
+    w = float(np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
+    h = float(np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+    return w / max(1.0, h)
+
+
+def two_row_to_ocr(crop: np.ndarray) -> np.ndarray:
+    """What the reader does with a two-row crop: rows side by side, then the OCR's 128x32."""
+    rows: np.ndarray = two_row.side_by_side(crop)
+    return cv2.resize(rows, (sp.OCR_W, sp.OCR_H), interpolation=cv2.INTER_AREA)
+
+
+def augment_two_row(img: np.ndarray, quad: np.ndarray, rng: np.random.Generator, tight: bool) -> np.ndarray:
+    """A detector-like crop of the whole two-row plate, then side_by_side, then 128x32."""
+    h = int(rng.integers(TWO_ROW_CROP_H * 3 // 4, TWO_ROW_CROP_H * 5 // 4))
+    size = (max(8, round(h * _quad_aspect(quad))), h)
+    margin = (-0.02, 0.06, -0.02, 0.08) if tight else (-0.02, 0.1, -0.03, 0.12)
+    crop = sp.augment(img, quad, rng, margin=margin, persp=0.025, size=size, plate_h=(22.0, 64.0))
+    return two_row_to_ocr(crop)
+
+
+SYNTH = ("synth", "synth-itfr", "synth-2row", "demo")
+
+
+def _itfr_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    while True:
+        country, display, text = sp.random_format(rng)
+        if country in ("I", "F"):
+            return sp.render_row_plate(country, display, text, rng)
+
+
 class Mixer:
     """Draws augmented (grey crop, text) pairs from the sources with fixed proportions."""
 
     def __init__(self, sources: dict[str, list[Sample]], backgrounds: list[np.ndarray], weights: dict[str, float]):
         self.sources = {k: v for k, v in sources.items() if v}
         self.backgrounds = backgrounds
-        names = [k for k in weights if k in self.sources or k in ("synth", "demo")]
+        names = [k for k in weights if k in self.sources or k in SYNTH]
         w = np.array([weights[k] for k in names], np.float64)
         self.names, self.p = names, w / w.sum()
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         name = self.names[int(rng.choice(len(self.names), p=self.p))]
-        if name in ("synth", "demo"):
-            maker: Callable[[np.random.Generator], tuple[np.ndarray, str]] = (
-                sp.render_eu_plate if name == "synth" else sp.demo_plate
-            )
-            plate, text = maker(rng)
-            plate, _ = _shrink(plate, sp.full_quad(plate), 72.0)
+        if name in SYNTH:
+            makers: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, str]]] = {
+                "synth": sp.render_eu_plate,
+                "synth-itfr": _itfr_plate,
+                "synth-2row": sp.render_two_row_plate,
+                "demo": sp.demo_plate,
+            }
+            plate, text = makers[name](rng)
+            plate, _ = _shrink(plate, sp.full_quad(plate), 72.0 if name != "synth-2row" else 110.0)
             canvas, quad = sp.place_on_background(plate, rng, self.backgrounds)
+            if name == "synth-2row":
+                return augment_two_row(canvas, quad, rng, tight=False), text
             return sp.augment(canvas, quad, rng), text
         s = self.sources[name][int(rng.integers(len(self.sources[name])))]
+        if s.rows == 2:
+            return augment_two_row(s.img, s.quad, rng, tight=s.tight), s.text
         if s.tight:
             return sp.augment(s.img, s.quad, rng, margin=(-0.03, 0.05, -0.06, 0.12), persp=0.025), s.text
         return sp.augment(s.img, s.quad, rng), s.text
@@ -308,18 +375,35 @@ def _convert(conv: Any, rep: np.ndarray, int8: bool) -> bytes:
     return data
 
 
-def tflite_accuracy(path: Path, xs: np.ndarray, texts: list[str]) -> float:
+def tflite_predict(path: Path, xs: np.ndarray) -> list[str]:
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), num_threads=1)
     it.allocate_tensors()
     inp, outp = it.get_input_details()[0], it.get_output_details()[0]
-    ok = 0
-    for x, t in zip(xs, texts, strict=True):
+    out = []
+    for x in xs:
         it.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
         it.invoke()
-        ok += fold(greedy_decode(it.get_tensor(outp["index"]))[0]) == fold(t)
-    return ok / max(1, len(texts))
+        out.append(greedy_decode(it.get_tensor(outp["index"]))[0])
+    return out
+
+
+def per_source_report(pred: list[str], texts: list[str], srcs: list[str]) -> tuple[float, str]:
+    """Overall exact (O/0 folded) and a per-source line: ``source ok/n (pct)``, plus strict exact."""
+    ok = [fold(p) == fold(t) for p, t in zip(pred, texts, strict=True)]
+    strict = [p == t for p, t in zip(pred, texts, strict=True)]
+    parts = []
+    for src in sorted(set(srcs)):
+        idx = [i for i, s in enumerate(srcs) if s == src]
+        k = sum(ok[i] for i in idx)
+        parts.append(f"{src} {k}/{len(idx)} ({100 * k / len(idx):.1f}%)")
+    acc = sum(ok) / max(1, len(ok))
+    line = (
+        f"ALL {sum(ok)}/{len(ok)} ({100 * acc:.1f}%, strict {100 * sum(strict) / max(1, len(ok)):.1f}%) | "
+        + " | ".join(parts)
+    )
+    return acc, line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,15 +413,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path(os.environ.get("EDGE_AGENT_DATASETS", REPO.parent / "shared" / "datasets")),
     )
-    ap.add_argument("--labels", type=Path, default=Path("/work/cache/eu_crop_labels.tsv"))
-    ap.add_argument("--ckpt", type=Path, default=Path("/work/ckpt/ocr"))
+    ap.add_argument("--labels", type=Path, default=REPO.parent / "ckpt/ocr/crop_labels.tsv")  # label_crops --out
+    ap.add_argument("--ckpt", type=Path, default=REPO.parent / "ckpt" / "ocr")
     ap.add_argument("--out", type=Path, default=REPO / "edge_agent" / "models" / "plate_ocr.tflite")
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--finetune-lr", type=float, default=0.0, help="constant LR instead of the cosine schedule")
     ap.add_argument("--export-every", type=int, default=1000)
-    ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--val-every", type=int, default=500, help="steps per 'epoch': checkpoint + per-source val")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--float", action="store_true", help="export float32 instead of int8")
     ap.add_argument("--export-only", action="store_true")
@@ -354,36 +438,65 @@ def main(argv: list[str] | None = None) -> int:
 
     t_load = time.monotonic()
     ds = args.datasets
-    sources = {
-        "eu": load_teacher_crops(args.labels),
-        "br": load_br_crops(ds / "br-plate-crops"),
-        "photo": load_photo_plates(ds / "plates-us-train") + load_photo_plates(ds / "plates-br-train"),
-    }
-    # A fixed 6% of the real samples is held out for validation (fresh augmentation-free crops).
-    rng = np.random.default_rng(1234)
+    loaded = (
+        load_teacher_crops(args.labels)
+        + load_br_crops(ds / "br-plate-crops")
+        + load_photo_plates(ds / "plates-us-train")
+        + load_photo_plates(ds / "plates-br-train")
+    )
+    # Split by source with scripts/splits.py (shared with the detector): held-out images
+    # never reach training. eu-plates-dev is never read here.
+    sources: dict[str, list[Sample]] = {}
     val: list[Sample] = []
-    for k in ("eu", "photo"):
-        idx = rng.permutation(len(sources[k]))
-        nv = len(idx) * 6 // 100
-        val += [sources[k][i] for i in idx[:nv]]
-        sources[k] = [sources[k][i] for i in idx[nv:]]
+    for smp in loaded:
+        assert smp.source != "eu-plates-dev"
+        if splits.held_out(smp.source, smp.name):
+            val.append(smp)
+        else:
+            sources.setdefault(smp.source, []).append(smp)
     backgrounds = load_backgrounds(ds / "backgrounds")
-    counts = {k: len(v) for k, v in sources.items()}
+    counts = {k: len(v) for k, v in sorted(sources.items())}
+    vcounts: dict[str, int] = {}
+    for smp in val:
+        vcounts[smp.source] = vcounts.get(smp.source, 0) + 1
     print(
-        f"data: {counts} val={len(val)} backgrounds={len(backgrounds)} ({time.monotonic() - t_load:.0f} s)",
+        f"data: train {counts} val {dict(sorted(vcounts.items()))} (total {len(val)}) "
+        f"backgrounds={len(backgrounds)} ({time.monotonic() - t_load:.0f} s)",
         flush=True,
     )
 
     def plain_crop(s: Sample) -> np.ndarray:
         grey = s.img if s.img.ndim == 2 else cv2.cvtColor(s.img, cv2.COLOR_BGR2GRAY)
+        if s.rows == 2:
+            h = TWO_ROW_CROP_H
+            w = max(8, round(h * _quad_aspect(s.quad)))
+            m = cv2.getPerspectiveTransform(s.quad.astype(np.float32), sp.full_quad(np.empty((h, w))))
+            crop = cv2.warpPerspective(grey, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+            return two_row_to_ocr(crop)
         m = cv2.getPerspectiveTransform(s.quad.astype(np.float32), sp.full_quad(np.empty((sp.OCR_H, sp.OCR_W))))
         return cv2.warpPerspective(grey, m, (sp.OCR_W, sp.OCR_H), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
     val_x = np.stack([plain_crop(s) for s in val])[..., None].astype(np.float32)
     val_t = [s.text for s in val]
+    val_s = [s.source for s in val]
 
-    weights = {"eu": 0.30, "br": 0.12, "photo": 0.18, "synth": 0.32, "demo": 0.08}
+    # ~62% real, ~38% synthetic (a solid share of Italian/French and two-row plates).
+    weights = {
+        "eu-plate-crops": 0.17,
+        "eu-plate-crops-2": 0.05,
+        "plates-pl-boxes": 0.02,
+        "plates-ro-boxes": 0.08,
+        "plates-tr-boxes": 0.06,
+        "br-plate-crops": 0.10,
+        "plates-us-train": 0.08,
+        "plates-br-train": 0.06,
+        "synth": 0.12,
+        "synth-itfr": 0.12,
+        "synth-2row": 0.11,
+        "demo": 0.03,
+    }
     mixer = Mixer(sources, backgrounds, weights)
+    print("mix: " + ", ".join(f"{n} {100 * p:.1f}%" for n, p in zip(mixer.names, mixer.p, strict=True)), flush=True)
     model = build_model()
     assert isinstance(model, keras.Model)
     print(f"model params: {model.count_params()}", flush=True)
@@ -411,24 +524,35 @@ def main(argv: list[str] | None = None) -> int:
                 v.assign(ov[f"v{i}"])
         print(f"resumed from step {step}", flush=True)
 
+    rng = np.random.default_rng(1234)
     rep = np.concatenate(
-        [val_x[:150], np.stack([mixer.sample(rng)[0] for _ in range(150)])[..., None].astype(np.float32)]
+        [
+            val_x[rng.permutation(len(val_x))[:150]],
+            np.stack([mixer.sample(rng)[0] for _ in range(150)])[..., None].astype(np.float32),
+        ]
     )
 
-    def do_export() -> None:
+    def do_export(final: bool = True) -> None:
+        # Intermediate exports: int8 only (what ships), validated per source. The final
+        # export also writes the float model and keeps int8 unless it loses reads.
         t0 = time.monotonic()
-        fp = args.ckpt / "plate_ocr_float.tflite"
-        export_tflite(model, fp, rep, int8=False)
-        acc_f = tflite_accuracy(fp, val_x, val_t)
-        chosen, acc = fp, acc_f
+        acc_f = -1.0
+        chosen: Path | None = None
+        if final or args.float:
+            fp = args.ckpt / "plate_ocr_float.tflite"
+            export_tflite(model, fp, rep, int8=False)
+            acc_f, line_f = per_source_report(tflite_predict(fp, val_x), val_t, val_s)
+            print(f"step {step} val float tflite: {line_f}", flush=True)
+            chosen, acc = fp, acc_f
         if not args.float:
             qp = args.ckpt / "plate_ocr_int8.tflite"
             export_tflite(model, qp, rep, int8=True)
-            acc_q = tflite_accuracy(qp, val_x, val_t)
+            acc_q, line_q = per_source_report(tflite_predict(qp, val_x), val_t, val_s)
+            print(f"step {step} val int8 tflite: {line_q}", flush=True)
             # int8 is ~3x faster on the Pi, but not at the price of reads.
             if acc_q >= acc_f - 0.01:
                 chosen, acc = qp, acc_q
-            print(f"export: float val {acc_f:.3f}, int8 val {acc_q:.3f}", flush=True)
+        assert chosen is not None
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_bytes(chosen.read_bytes())
@@ -480,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = prefetch(mixer.batches(args.batch, args.seed + step))
     bar = tqdm(total=args.steps, initial=step, unit="step", mininterval=10.0, file=sys.stdout)
     ema = None
-    t0 = time.monotonic()
+    t0 = t_epoch = time.monotonic()
     try:
         while step < args.steps:
             x, y, n = next(batches)
@@ -493,11 +617,17 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.monotonic()
             if step % args.val_every == 0:
                 pred = greedy_decode(tf.nn.softmax(model(val_x, training=False)).numpy())
-                acc = np.mean([fold(p) == fold(t) for p, t in zip(pred, val_t, strict=True)])
-                bar.write(f"step {step} loss {ema:.3f} val exact {acc:.3f}")
+                _, line = per_source_report(pred, val_t, val_s)
+                now = time.monotonic()
+                bar.write(
+                    f"epoch {step // args.val_every} step {step} loss {ema:.3f} "
+                    f"({now - t_epoch:.0f} s/epoch, {time.strftime('%H:%M:%S', time.gmtime())} UTC) "
+                    f"val keras: {line}"
+                )
+                t_epoch = now
                 save()
-            if step % args.export_every == 0:
-                do_export()
+            if step % args.export_every == 0 and step < args.steps:
+                do_export(final=False)
     except KeyboardInterrupt:
         bar.write("interrupted: saving")
     finally:

@@ -41,7 +41,7 @@ class PlateReader:
         ocr_path: Path | None = None,
         threads: int = 1,
         *,
-        score_threshold: float = 0.35,
+        score_threshold: float = 0.25,
         max_plates: int = 8,
         min_chars: int = 4,
         min_confidence: float = 0.5,
