@@ -262,3 +262,30 @@ def test_reads_below_min_confidence_are_not_returned() -> None:
     frame = demo_frame("AB123CD")
     assert [r.text for r in PlateReader(min_confidence=0.0).read(frame)] == ["AB123CD"]
     assert PlateReader(min_confidence=1.0).read(frame) == []
+
+
+def _two_row_plate(top: str, bottom: str, w: int = 180, h: int = 130) -> np.ndarray:
+    """An Italian motorcycle-style plate: EU band at the top left, two letters over five digits."""
+    img = np.full((h, w, 3), 240, np.uint8)
+    cv2.rectangle(img, (1, 1), (w - 2, h - 2), (20, 20, 20), 3)
+    x0 = int(w * 0.16)
+    cv2.rectangle(img, (3, 3), (x0, h // 2), (153, 51, 0), -1)
+    for row, text in ((0, top), (1, bottom)):
+        font = cv2.FONT_HERSHEY_DUPLEX
+        (tw, th), _ = cv2.getTextSize(text, font, 1.0, 2)
+        scale = min((w - x0 - 12) / tw, (h * 0.36) / th)
+        thick = max(2, int(scale * 2.5))
+        (tw, th), _ = cv2.getTextSize(text, font, scale, thick)
+        cv2.putText(img, text, (x0 + (w - x0 - tw) // 2, int(h * (0.44 if row == 0 else 0.88))), font, scale,
+                    (15, 15, 15), thick, cv2.LINE_AA)
+    return img
+
+
+@pytest.mark.parametrize(("top", "bottom"), [("AB", "12345"), ("XK", "40719")])
+def test_two_row_plate_is_found_and_read_top_row_first(reader: PlateReader, top: str, bottom: str) -> None:
+    frame = np.full((720, 1280, 3), 110, np.uint8)
+    cv2.rectangle(frame, (450, 300), (850, 650), (60, 60, 140), -1)
+    frame[450:450 + 101, 600:600 + 140] = cv2.resize(_two_row_plate(top, bottom), (140, 101),
+                                                     interpolation=cv2.INTER_AREA)
+    reads = reader.read(frame)
+    assert [(r.text, r.two_row, r.country) for r in reads] == [(top + bottom, True, "IT")]
