@@ -366,6 +366,7 @@ class Agent:
         notifier.ready(self.cfg.summary())
         log.info("edge-agent running: %s", self.cfg.summary())
         next_health = time.monotonic()
+        next_summary, published = time.monotonic() + 60.0, self.stats.plates_published
         was_connected = False
         tick = min(1.0, notifier.watchdog_interval_s or 1.0)
         while not stop.wait(tick):
@@ -383,6 +384,12 @@ class Agent:
                 )
                 next_health = now + self.cfg.health.interval_s
             was_connected = connected
+            if now >= next_summary:
+                # Counts only: plate texts are personal data and stay out of the journal (DEBUG has them).
+                if self.stats.plates_published > published:
+                    log.info("plates: %d published in the last minute (%d reads since start, %d events in the outbox)",
+                             self.stats.plates_published - published, self.stats.plates_read, self.outbox.depth)
+                next_summary, published = now + 60.0, self.stats.plates_published
             self.remote.tick(self, self.link.reply, connected)
             self.audit.tick()
             self.retention.tick(self)  # privacy.max_age_days and audit.keep_days, once a minute
