@@ -289,3 +289,17 @@ def test_two_row_plate_is_found_and_read_top_row_first(reader: PlateReader, top:
                                                      interpolation=cv2.INTER_AREA)
     reads = reader.read(frame)
     assert [(r.text, r.two_row, r.country) for r in reads] == [(top + bottom, True, "IT")]
+
+
+def test_second_look_survives_any_regions(reader: PlateReader) -> None:
+    # Motion boxes come from the frame, but a region off the frame, empty or bigger than it must
+    # neither raise nor give boxes outside the image.
+    rng = np.random.default_rng(11)
+    for shape in ((720, 1280, 3), (1080, 1920, 3), (400, 3000, 3), (2000, 300)):
+        frame = rng.integers(0, 255, shape, dtype=np.uint8)
+        h, w = shape[:2]
+        for regions in ([(-50, -50, 10, 10)], [(w - 5, h - 5, 400, 400)], [(0, 0, 0, 0)], [(10, 10, 5 * w, 5 * h)],
+                        [(int(rng.integers(0, w)), int(rng.integers(0, h)), 60, 40) for _ in range(5)]):
+            for r in reader.read(frame, regions):
+                x, y, bw, bh = r.box
+                assert x >= 0 and y >= 0 and x + bw <= w + 1 and y + bh <= h + 1
