@@ -118,11 +118,11 @@ def add_teacher_texts(sources: list[Source], labels: Path) -> None:
         if len(f) >= 5 and f[4].count(",") == 3:
             box = tuple(float(v) for v in f[4].split(","))
             by_image.setdefault(Path(f[0]).name, []).append((box, f[1]))  # type: ignore[arg-type]
+    def text_of(image: Path, t: Truth) -> str:
+        return t.text or next((txt for b, txt in by_image.get(image.name, []) if iou(b, t.box) >= 0.9), "")
+
     for s in sources:
-        for i, (image, truths) in enumerate(s.items):
-            found = by_image.get(image.name, [])
-            s.items[i] = (image, [t if t.text or not found else Truth(t.box, next(
-                (txt for b, txt in found if iou(b, t.box) >= 0.9), "")) for t in truths])
+        s.items = [(image, [Truth(t.box, text_of(image, t)) for t in truths]) for image, truths in s.items]
 
 
 def collect(root: Path, with_training: bool) -> list[Source]:

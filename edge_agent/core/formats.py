@@ -74,6 +74,7 @@ class PlateFormats:
         if unknown:
             raise ValueError(f"unknown plate format(s) {unknown}; known: {sorted(FORMATS)}")
         self._compiled = [(c, re.compile("(?:" + "|".join(FORMATS[c]) + r")\Z")) for c in enabled]
+        self._rank = {code: i for i, code in enumerate(enabled)}
 
     def countries(self, text: str) -> list[str]:
         """Every enabled country whose layout the text fits, in priority order ("any" is not a country)."""
@@ -101,7 +102,6 @@ class PlateFormats:
         found = self.country(text)
         if found is not None:
             return FormatCheck(text, found)
-        rank = {code: i for i, (code, _) in enumerate(self._compiled)}
         confs = list(char_confidences) if len(char_confidences) == len(text) else [1.0] * len(text)
         best: tuple[float, int, str, str] | None = None
 
@@ -110,7 +110,7 @@ class PlateFormats:
             code = self.country(candidate)
             if code is None:
                 return
-            key = (cost, rank[code], candidate, code)
+            key = (cost, self._rank[code], candidate, code)
             if best is None or key[:2] < best[:2]:
                 best = key
 

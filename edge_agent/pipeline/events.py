@@ -20,12 +20,22 @@ import numpy as np
 
 from edge_agent.config import EventsConfig, LaneConfig
 from edge_agent.core.clock import CaptureClock
-from edge_agent.core.formats import FormatCheck
+from edge_agent.core.formats import FormatCheck, PlateFormats
 from edge_agent.core.types import PRIORITY_ALERT, PRIORITY_PLATE, Event, HotlistMatch, utc_iso
 from edge_agent.pipeline import context_image
 from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.motion import MotionResult
 from edge_agent.pipeline.tracking import TrackResult, box_direction
+
+
+def published_check(formats: PlateFormats, text: str, char_confidences: tuple[float, ...],
+                    best: PlateRead) -> FormatCheck:
+    """The format check of the text a pole publishes (a track's voted text; a photo's one read): checked
+    again, and when it is the reader's own text, the reader's correction of the model's read stays on record."""
+    check = formats.check(text, char_confidences)
+    if check.corrected_from is None and best.text == check.text and best.corrected_from is not None:
+        return FormatCheck(check.text, check.country, best.corrected_from)
+    return check
 
 
 def read_fields(check: FormatCheck, confidence: float, country: tuple[str | None, float | None],

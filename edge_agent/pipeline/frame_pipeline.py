@@ -17,12 +17,12 @@ import numpy as np
 
 from edge_agent.config import Config
 from edge_agent.core.clock import CaptureClock
-from edge_agent.core.formats import FormatCheck, PlateFormats
+from edge_agent.core.formats import PlateFormats
 from edge_agent.core.types import Event, HotlistMatch, PipelineStats, ema
 from edge_agent.pipeline import context_image
 from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.dedup import RecentPlates
-from edge_agent.pipeline.events import EventBuilder, Lanes, UnreadPass, UnreadPasses
+from edge_agent.pipeline.events import EventBuilder, Lanes, UnreadPass, UnreadPasses, published_check
 from edge_agent.pipeline.motion import MotionDetector, MotionResult
 from edge_agent.pipeline.privacy_mask import PrivacyMask
 from edge_agent.pipeline.tracking import PlateTracker, TrackResult
@@ -174,7 +174,7 @@ class FramePipeline:
         return out
 
     def _plate_events(self, track: TrackResult) -> list[Event]:
-        check = self.formats.check(track.text, track.char_confidences)
+        check = published_check(self.formats, track.text, track.char_confidences, track.best.read)
         low = not check.valid or track.confidence < self._cfg.tracking.low_confidence
         if track.frames < 2 and low:
             # One doubtful read in one frame is mostly a badge, a sign or a half-seen plate; a real
@@ -189,9 +189,6 @@ class FramePipeline:
         self._track_ended(track, published=True)
         ctx = track.context if isinstance(track.context, _ReadContext) else None
         fw, fh = (ctx.frame_w, ctx.frame_h) if ctx is not None else self._frame_size
-        if check.corrected_from is None and track.best.read.text == check.text:
-            # The reader's own format check changed the model's read: the record says so.
-            check = FormatCheck(check.text, check.country, track.best.read.corrected_from)
         event = self.events.plate(track, check, self.formats.country_of(check, track.right_band),
                                   self.lanes.of_box(track.best.read.box, fw, fh),
                                   None if ctx is None else ctx.image)

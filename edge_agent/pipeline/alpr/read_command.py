@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 
 from edge_agent.config import Config
-from edge_agent.core.formats import FormatCheck, PlateFormats
+from edge_agent.core.formats import PlateFormats
 from edge_agent.pipeline.alpr.types import ModelError, PlateRead
-from edge_agent.pipeline.events import read_fields
+from edge_agent.pipeline.events import published_check, read_fields
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -72,7 +72,8 @@ def decode_image(path: Path) -> np.ndarray:
 
 def plate_record(r: PlateRead, formats: PlateFormats, low_confidence: float) -> dict[str, Any]:
     """The read as the pole publishes it (the read fields of ``events/plate``), plus its box."""
-    check = FormatCheck(r.text, r.country, r.corrected_from) if r.country else formats.check(r.text)
+    # As the pipeline checks a track of one read: the same function, so `read` shows what a pole publishes.
+    check = published_check(formats, r.text, r.char_confidences, r)
     return {**read_fields(check, r.confidence, formats.country_of(check, r.right_band), low_confidence),
             "box": list(r.box), "two_row": r.two_row}
 

@@ -103,7 +103,7 @@ class PlateReader:
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
         # angle or a US-shaped one: read it both ways and keep the read that fits a format, then the surer.
         ways = [(False, crop)] if not is_two_row(w, h) else [(True, side_by_side(crop)), (False, crop)]
-        best: tuple[tuple[bool, float], bool, OcrRead, FormatCheck, tuple[float, ...]] | None = None
+        best: tuple[tuple[bool, float], bool, FormatCheck, tuple[float, ...]] | None = None
         for two_row, view in ways:
             ocr: OcrRead = self.ocr.read(view)
             # A box with no readable text is not reported: it is where most false plates come from.
@@ -113,10 +113,10 @@ class PlateReader:
             chars = _checked_confidences(ocr, check)
             key = (check.valid, min(chars, default=0.0))
             if best is None or key > best[0]:
-                best = (key, two_row, ocr, check, chars)
+                best = (key, two_row, check, chars)
         if best is None:
             return None
-        _, two_row, ocr, check, chars = best
+        _, two_row, check, chars = best
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         # Both stages must be sure for the read to be sure.
         confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
