@@ -17,11 +17,14 @@ The images themselves are never copied.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -102,9 +105,53 @@ class Teacher:
         return str(text), score
 
 
+@lru_cache(maxsize=1)
+def _band() -> ModuleType:
+    # By file path, as train_ocr.py loads two_row: the training venv need not install the agent.
+    path = Path(__file__).resolve().parents[1] / "edge_agent" / "pipeline" / "alpr" / "band.py"
+    spec = importlib.util.spec_from_file_location("_edge_agent_band", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def blank_blue_ends(img: np.ndarray) -> np.ndarray:
+    """The crop with the blue bands at its ends painted over with the plate's white.
+
+    The teacher reads the EU band's country letters (``D``, ``SK``, ``I``, ``TR``) and the
+    Italian/French right band as characters often enough to spoil labels (``EDW00001``
+    for a Polish ``DW 00001``). A band is a run of mostly-blue columns starting within the
+    outer 18% of the width at either end, with a plate that is not blue in its middle."""
+    if img.ndim != 3 or img.shape[1] < 20:
+        return img
+    # Lower saturation than the reader's country cue: here a missed band costs a label, a
+    # false one only a white strip at the plate's outer end.
+    blue = _band().blue_mask(cv2.cvtColor(img, cv2.COLOR_BGR2HSV), min_sat=70)
+    h, w = blue.shape
+    frac = blue[int(h * 0.2) : int(h * 0.8) + 1].mean(axis=0)
+    if frac[int(w * 0.3) : int(w * 0.7)].mean() > 0.15:
+        return img  # a blue plate, or a blue cast: nothing to blank
+    lim = max(2, int(w * 0.18))
+    min_run = max(2, int(w * 0.025))
+    out = img
+    white = np.percentile(img.reshape(-1, 3), 90, axis=0).astype(np.uint8)
+    for cols in (np.arange(lim), np.arange(w - 1, w - 1 - lim, -1)):
+        hit = frac[cols] >= 0.35
+        if int(hit.sum()) < min_run:
+            continue
+        last = int(np.nonzero(hit)[0].max())  # innermost blue column within the outer band
+        span = cols[: last + 1]
+        if out is img:
+            out = img.copy()
+        out[:, span.min() : span.max() + 1] = white
+    return out
+
+
 def label_one(
     teacher: Teacher, img: np.ndarray, two_rows: bool, min_score: float, fmt: re.Pattern[str] | None = None
 ) -> tuple[str, float] | None:
+    img = blank_blue_ends(img)
     if two_rows:
         # The recogniser reads one line; two-row plates are read per half and joined.
         h = img.shape[0]

@@ -27,6 +27,13 @@ _MIN_W = 40  # px: a narrower crop shows no band worth judging
 _GREY_SAT = 25  # mean saturation under this: a grey/IR image, no colour cue
 
 
+def blue_mask(hsv: np.ndarray, min_sat: int = _MIN_SAT) -> np.ndarray:
+    """Pixels of EU-band blue in an OpenCV HSV image (bool, same height and width)."""
+    return (
+        (hsv[:, :, 0] >= _HUE[0]) & (hsv[:, :, 0] <= _HUE[1]) & (hsv[:, :, 1] >= min_sat) & (hsv[:, :, 2] >= _MIN_VAL)
+    )
+
+
 def band_sides(crop: np.ndarray) -> tuple[bool | None, bool | None]:
     """(left band, right band) seen in a BGR plate crop; (None, None) when colour cannot tell."""
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[1] < _MIN_W or crop.shape[0] < 8:
@@ -39,8 +46,7 @@ def band_sides(crop: np.ndarray) -> tuple[bool | None, bool | None]:
                                hsv[:, -max(1, int(crop.shape[1] * _STRIP)):, 1].ravel()])
         if float(ends.mean()) < _GREY_SAT:
             return None, None
-    blue = ((hsv[:, :, 0] >= _HUE[0]) & (hsv[:, :, 0] <= _HUE[1]) & (hsv[:, :, 1] >= _MIN_SAT)
-            & (hsv[:, :, 2] >= _MIN_VAL))
+    blue = blue_mask(hsv)
     w = crop.shape[1]
     if float(blue[:, int(w * 0.35): int(w * 0.65)].mean()) >= _MIDDLE_MAX:
         # A blue plate, or a blue colour cast: a band is blue beside a plate that is not.
