@@ -426,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--float", action="store_true", help="export float32 instead of int8")
     ap.add_argument("--export-only", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--init-weights",
+        type=Path,
+        help="start a new run (fresh optimiser and schedule) from these Keras weights; "
+        "ignored when --ckpt holds a checkpoint",
+    )
     args = ap.parse_args(argv)
 
     import tensorflow as tf
@@ -482,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ~62% real, ~38% synthetic (a solid share of Italian/French and two-row plates).
     weights = {
-        "eu-plate-crops": 0.17,
+        "eu-plate-crops": 0.21,
         "eu-plate-crops-2": 0.05,
         "plates-pl-boxes": 0.02,
         "plates-ro-boxes": 0.08,
@@ -490,10 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         "br-plate-crops": 0.10,
         "plates-us-train": 0.08,
         "plates-br-train": 0.06,
-        "synth": 0.12,
+        "synth": 0.10,
         "synth-itfr": 0.12,
         "synth-2row": 0.11,
-        "demo": 0.03,
+        "demo": 0.01,
     }
     mixer = Mixer(sources, backgrounds, weights)
     print("mix: " + ", ".join(f"{n} {100 * p:.1f}%" for n, p in zip(mixer.names, mixer.p, strict=True)), flush=True)
@@ -523,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
             if f"v{i}" in ov and tuple(ov[f"v{i}"].shape) == tuple(v.shape):
                 v.assign(ov[f"v{i}"])
         print(f"resumed from step {step}", flush=True)
+    elif args.init_weights:
+        model.load_weights(args.init_weights)
+        print(f"initialised from {args.init_weights} (new optimiser, schedule from step 0)", flush=True)
 
     rng = np.random.default_rng(1234)
     rep = np.concatenate(
