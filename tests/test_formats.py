@@ -1,4 +1,4 @@
-"""Country formats: recognition, corrections among the OCR's own alternatives, low-confidence marking."""
+"""Country formats: recognition, one-character confusable correction, low-confidence marking."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ def test_every_preset_exists() -> None:
         assert code in FORMATS
 
 
-def test_no_look_alike_is_swapped_without_the_models_say_so() -> None:
-    # A voted text (no alternatives) is only checked: a static look-alike table made correct foreign
-    # plates into wrong enabled ones.
+def test_one_confusable_is_corrected() -> None:
     f = PlateFormats(["IT"])
     c = f.check("AB12SCD")  # S where a digit must be
-    assert (c.text, c.country, c.corrected_from) == ("AB12SCD", None, None)
-    c = PlateFormats().check("B68SPK", [0.9] * 6)  # Romanian, a layout not enabled: stays as read
-    assert (c.text, c.valid) == ("B68SPK", False)
+    assert (c.text, c.country, c.corrected_from) == ("AB125CD", "IT", "AB12SCD")
+    c = f.check("A8123CD")  # 8 where a letter must be
+    assert (c.text, c.country) == ("AB123CD", "IT")
+    c = f.check("AB1Z3CD")
+    assert c.text == "AB123CD"
 
 
 def test_two_wrong_characters_are_not_corrected() -> None:
@@ -77,7 +77,7 @@ def test_the_models_own_alternatives_may_fix_two_glyphs() -> None:
 
 
 def test_a_glyph_the_model_did_not_offer_is_never_chosen() -> None:
-    # S -> 5 needs the model: a glyph it did not offer is never chosen.
+    # With the model's alternatives given, the static confusable table is not used: S -> 5 needs the model.
     c = PlateFormats(["IT"]).check("AB12SCD", [0.9] * 7, [()] * 7)
     assert not c.valid and c.text == "AB12SCD"
     c = PlateFormats(["IT"]).check("AB12SCD", [0.9] * 7, [(), (), (), (), (("5", 0.04),), (), ()])
@@ -91,8 +91,8 @@ def test_the_most_probable_fix_wins() -> None:
 
 
 def test_q_is_kept_apart_from_o_and_0() -> None:
-    # French and German plates use Q: a read that fits with Q stays Q, and Q is never swapped for O or 0
-    # without the model's say-so.
+    # French and German plates use Q: a read that fits with Q stays Q; Q is no "confusable" for the
+    # voted-text check, so it is never swapped for O or 0 without the model's say-so.
     assert PlateFormats().check("AQ123BQ").text == "AQ123BQ"
     assert PlateFormats().check("AQ123BQ").country == "FR"  # Italian series skip Q
     assert not PlateFormats(["IT"]).check("AB12QCD").valid
