@@ -26,8 +26,18 @@ def test_first_enabled_format_names_the_country() -> None:
 
 
 def test_every_preset_exists() -> None:
-    for code in ("IT", "DE", "FR", "ES", "CH", "AT", "SK", "CZ", "PL", "GB", "any"):
+    for code in ("IT", "DE", "FR", "ES", "CH", "AT", "SK", "CZ", "PL", "RO", "GB", "any"):
         assert code in FORMATS
+
+
+def test_romanian_plates_are_kept_as_read() -> None:
+    # Without the RO layout a voted Bucharest plate B68SPK fitted nothing, and one look-alike swap made it
+    # the Austrian-shaped B685PK: a correct read published wrong.
+    f = PlateFormats()
+    for text in ("B68SPK", "B123ABC", "SB90TZI"):
+        c = f.check(text, [0.9] * len(text))
+        assert (c.text, c.country, c.corrected_from) == (text, "RO", None)
+    assert f.countries("SB90TZI") == ["RO", "GB"], "county plates share the British layout"
 
 
 def test_one_confusable_is_corrected() -> None:

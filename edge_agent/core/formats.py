@@ -34,6 +34,8 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "PL": (rf"[{_L}]{{2}}(?:\d{{5}}|\d{{4}}[{_L}]|\d{{3}}[{_L}]{{2}}|[1-9][{_L}]\d{{3}}|[1-9][{_L}]{{2}}\d{{2}})",
            rf"[{_L}]{{3}}(?:[{_L}]\d{{3}}|\d{{2}}[{_L}]{{2}}|[1-9][{_L}]\d{{2}}|\d{{2}}[{_L}][1-9]|[1-9][{_L}]{{2}}[1-9]"
            rf"|[{_L}]{{2}}\d{{2}}|\d{{5}}|\d{{4}}[{_L}]|\d{{3}}[{_L}]{{2}}|[{_L}]\d{{2}}[{_L}]|[{_L}][1-9][{_L}]{{2}})"),
+    # Romania: county LL DD LLL, Bucharest B DD(D) LLL (a large foreign fleet in Italy).
+    "RO": (rf"[{_L}]{{2}}\d{{2}}[{_L}]{{3}}", rf"B\d{{2,3}}[{_L}]{{3}}"),
     "GB": (rf"[{_L}]{{2}}\d{{2}}[{_L}]{{3}}",),
     "HR": (rf"[{_L}]{{2}}\d{{3,4}}[{_L}]{{1,2}}",),
     "any": (r"[A-Z0-9]{2,10}",),
@@ -41,7 +43,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 
 # Default order: Italy first (the deployment's country), then the rest of the EU presets. "any" is
 # not in the default: with it enabled every read fits and nothing is ever corrected.
-DEFAULT_ORDER: tuple[str, ...] = ("IT", "DE", "FR", "ES", "AT", "SK", "CZ", "PL", "HR", "CH", "GB")
+DEFAULT_ORDER: tuple[str, ...] = ("IT", "DE", "FR", "ES", "AT", "SK", "CZ", "PL", "HR", "CH", "RO", "GB")
 
 # Countries whose plates carry a blue band at the right end too (year/province; department/region).
 RIGHT_BAND_COUNTRIES = frozenset({"IT", "FR"})
