@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     val_t = [s.text for s in val]
     val_s = [s.source for s in val]
 
-    # ~62% real, ~38% synthetic (a solid share of Italian/French and two-row plates).
+    # ~66% real, ~34% synthetic (a solid share of Italian/French and two-row plates).
     weights = {
         "eu-plate-crops": 0.21,
         "eu-plate-crops-2": 0.05,
