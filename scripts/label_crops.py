@@ -17,17 +17,18 @@ The images themselves are never copied.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 
+import agent_module
 import cv2
 import numpy as np
+
+_BAND = agent_module.load("edge_agent/pipeline/alpr/band.py")  # the reader's band-blue mask
+_FORMATS = agent_module.load("edge_agent/core/formats.py")  # the reader's plate layouts
 
 # Plate formats after removing spaces, dashes and emblems. They are deliberately
 # country-specific rather than "any 4-8 alphanumerics": a read that fits no real
@@ -56,7 +57,7 @@ _FORMAT_RE = re.compile("|".join(f"(?:{p})" for p in PLATE_FORMATS.values()))
 
 # Sources whose country is known get only that country's layouts: a Romanian read that
 # fits, say, the Dutch layout is a teacher error, not a Dutch car.
-RO_FORMAT = r"[A-Z]{2}\d{2}[A-Z]{3}|B\d{2,3}[A-Z]{3}"  # LL DD LLL, Bucharest B DD(D) LLL
+RO_FORMAT = "|".join(_FORMATS.FORMATS["RO"])  # LL DD LLL, Bucharest B DD(D) LLL
 TR_FORMAT = r"\d{2}[A-Z]{1,3}\d{2,4}"  # DD L{1,3} D{2,4}
 SOURCE_FORMATS: dict[str, re.Pattern[str]] = {
     "plates-ro-boxes": re.compile(RO_FORMAT),
@@ -105,17 +106,6 @@ class Teacher:
         return str(text), score
 
 
-@lru_cache(maxsize=1)
-def _band() -> ModuleType:
-    # By file path, as train_ocr.py loads two_row: the training venv need not install the agent.
-    path = Path(__file__).resolve().parents[1] / "edge_agent" / "pipeline" / "alpr" / "band.py"
-    spec = importlib.util.spec_from_file_location("_edge_agent_band", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def blank_blue_ends(img: np.ndarray) -> np.ndarray:
     """The crop with the blue bands at its ends painted over with the plate's white.
 
@@ -127,7 +117,7 @@ def blank_blue_ends(img: np.ndarray) -> np.ndarray:
         return img
     # Lower saturation than the reader's country cue: here a missed band costs a label, a
     # false one only a white strip at the plate's outer end.
-    blue = _band().blue_mask(cv2.cvtColor(img, cv2.COLOR_BGR2HSV), min_sat=70)
+    blue = _BAND.blue_mask(cv2.cvtColor(img, cv2.COLOR_BGR2HSV), min_sat=70)
     h, w = blue.shape
     frac = blue[int(h * 0.2) : int(h * 0.8) + 1].mean(axis=0)
     if frac[int(w * 0.3) : int(w * 0.7)].mean() > 0.15:

@@ -12,14 +12,13 @@ Run directly to write a preview grid: ``python scripts/synth_plates.py /tmp/synt
 
 from __future__ import annotations
 
-import importlib.util
 import string
 import sys
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 
+import agent_module
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -477,21 +476,9 @@ def demo_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """A plate drawn exactly as the synthetic demo scene draws it."""
     import random
 
-    mod = _plate_render()
+    mod = agent_module.load("edge_agent/sources/plate_render.py")
     text = mod.random_italian_plate(random.Random(int(rng.integers(1 << 31))))
     return mod.render_plate(text), text
-
-
-@lru_cache(maxsize=1)
-def _plate_render() -> ModuleType:
-    # Loaded by path: importing the edge_agent package would pull the daemon's runtime
-    # dependencies (pydantic, MQTT) into the training environment.
-    path = Path(__file__).resolve().parents[1] / "edge_agent" / "sources" / "plate_render.py"
-    spec = importlib.util.spec_from_file_location("_plate_render", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _preview(path: str) -> None:

@@ -22,7 +22,6 @@ leaves a working model. ``--resume`` continues from the last epoch checkpoint.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -41,19 +40,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_plate_render() -> Any:
-    # Loaded by path: importing the edge_agent.sources package pulls in the daemon's runtime deps,
-    # which the training venv does not need.
-    spec = importlib.util.spec_from_file_location("plate_render", REPO / "edge_agent/sources/plate_render.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_pr = _load_plate_render()
 sys.path.insert(0, str(REPO / "scripts"))
+import agent_module  # noqa: E402  (edge_agent modules by file path: no daemon deps in the training venv)
 from splits import held_out  # noqa: E402  (scripts/splits.py: one home for the validation split)
+
+_pr = agent_module.load("edge_agent/sources/plate_render.py")
 
 random_italian_plate = _pr.random_italian_plate
 render_plate = _pr.render_plate

@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import agent_module
 import splits
 import synth_plates as sp
 
@@ -56,19 +57,7 @@ TIME_STEPS = sp.OCR_W // 4
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_two_row() -> Any:
-    # By file path: importing the edge_agent package would pull the daemon's runtime
-    # dependencies into the training environment.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("two_row", REPO / "edge_agent" / "pipeline" / "alpr" / "two_row.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-two_row = _load_two_row()
+two_row = agent_module.load("edge_agent/pipeline/alpr/two_row.py")  # the reader's own side_by_side
 # Two-row crops: the whole plate is warped to this height before the rows are laid side by side.
 TWO_ROW_CROP_H = 64
 
@@ -200,14 +189,20 @@ def augment_two_row(img: np.ndarray, quad: np.ndarray, rng: np.random.Generator,
     return two_row_to_ocr(crop)
 
 
-SYNTH = ("synth", "synth-itfr", "synth-2row", "demo")
-
-
 def _itfr_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     while True:
         country, display, text = sp.random_format(rng)
         if country in ("I", "F"):
             return sp.render_row_plate(country, display, text, rng)
+
+
+# The generated kinds of plate, by mix name.
+SYNTH_MAKERS: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, str]]] = {
+    "synth": sp.render_eu_plate,
+    "synth-itfr": _itfr_plate,
+    "synth-2row": sp.render_two_row_plate,
+    "demo": sp.demo_plate,
+}
 
 
 class Mixer:
@@ -216,20 +211,14 @@ class Mixer:
     def __init__(self, sources: dict[str, list[Sample]], backgrounds: list[np.ndarray], weights: dict[str, float]):
         self.sources = {k: v for k, v in sources.items() if v}
         self.backgrounds = backgrounds
-        names = [k for k in weights if k in self.sources or k in SYNTH]
+        names = [k for k in weights if k in self.sources or k in SYNTH_MAKERS]
         w = np.array([weights[k] for k in names], np.float64)
         self.names, self.p = names, w / w.sum()
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         name = self.names[int(rng.choice(len(self.names), p=self.p))]
-        if name in SYNTH:
-            makers: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, str]]] = {
-                "synth": sp.render_eu_plate,
-                "synth-itfr": _itfr_plate,
-                "synth-2row": sp.render_two_row_plate,
-                "demo": sp.demo_plate,
-            }
-            plate, text = makers[name](rng)
+        if name in SYNTH_MAKERS:
+            plate, text = SYNTH_MAKERS[name](rng)
             plate, _ = _shrink(plate, sp.full_quad(plate), 72.0 if name != "synth-2row" else 110.0)
             canvas, quad = sp.place_on_background(plate, rng, self.backgrounds)
             if name == "synth-2row":

@@ -6,7 +6,6 @@ The teacher read the EU band's country letters as characters (``EDW00001`` for a
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,16 +16,13 @@ import numpy as np
 from edge_agent.pipeline.alpr.band import band_sides
 from edge_agent.sources.plate_render import render_plate
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "label_crops.py"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import label_crops
 
 
 def _label_crops() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("label_crops", _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["label_crops"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return label_crops
 
 
 def _crop(plate: np.ndarray) -> np.ndarray:
