@@ -85,7 +85,7 @@ def load_reader(cfg: Config, stats: PipelineStats) -> Reader | None:
         from edge_agent.pipeline.alpr import PlateReader
 
         reader: Reader = PlateReader(detector_path=cfg.alpr.detector_model, ocr_path=cfg.alpr.ocr_model,
-                                     min_confidence=0.0,
+                                     min_confidence=cfg.alpr.min_confidence,
                                      threads=cfg.alpr.threads, formats=cfg.formats.enabled)
     except (ModelError, ImportError) as exc:
         if explicit:

@@ -12,6 +12,7 @@ Run directly to write a preview grid: ``python scripts/synth_plates.py /tmp/synt
 
 from __future__ import annotations
 
+import os
 import string
 import sys
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 OCR_W = 128
 OCR_H = 32
-FONT_PATH = Path("/usr/share/fonts/truetype/opendin/OSP-DIN.ttf")
+# EDGE_AGENT_PLATE_FONT: the same font carried elsewhere (a lent GPU machine has no fonts-opendin).
+FONT_PATH = Path(os.environ.get("EDGE_AGENT_PLATE_FONT", "/usr/share/fonts/truetype/opendin/OSP-DIN.ttf"))
 
 _L = string.ascii_uppercase
 _D = string.digits

@@ -52,6 +52,8 @@ render_plate = _pr.render_plate
 INPUT = 320  # inference size (letterbox of the long side)
 TRAIN = 256  # training crop size; the net is fully convolutional
 STRIDE = 4
+# Pack sizes (``Pools.save_pack``): what keeps the pack small enough to travel with a GPU call.
+PACK_SIDE, PACK_PLATE, PACK_BG, PACK_CROP = 960, 100, 384, 200
 Box = tuple[float, float, float, float]  # x, y, w, h
 
 
@@ -100,7 +102,13 @@ def load_images(folder: Path, pattern: str, max_side: int = 0, keep: Any = None)
 
 
 class Pools:
+    """The training images in memory: photos with boxes, backgrounds, plate crops. ``root`` is the
+    datasets folder, or a pack written by ``save_pack`` (one file that travels to a lent GPU)."""
+
     def __init__(self, root: Path) -> None:
+        if root.is_file():
+            self._load_pack(root)
+            return
         # eu-plates-dev sits beside these folders and is deliberately never read here.
         self.photos = (
             load_annotated(root / "plates-us-train")
@@ -119,10 +127,58 @@ class Pools:
                 if c.size and w >= 40:
                     crops.append(c.copy())
         self.crops = crops
+        self._report()
+
+    def _report(self) -> None:
         print(
             f"data: {len(self.photos)} photos, {len(self.backgrounds)} backgrounds, {len(self.crops)} crops",
             flush=True,
         )
+
+    def save_pack(self, path: Path) -> None:
+        """All pools as grey JPEGs in one ``.npz``. Photos are shrunk so their widest plate is at most
+        ``PACK_PLATE`` px (training draws plates 10-170 px wide, so at most a mild upscale) and their
+        long side at most ``PACK_SIDE``; backgrounds to ``PACK_BG``; crops to ``PACK_CROP`` wide. JPEG
+        qualities 72/65/85 (training adds JPEG q30-80 itself to some samples)."""
+        blobs: dict[str, list[bytes]] = {"photo": [], "bg": [], "crop": []}
+        boxes: list[tuple[int, float, float, float, float]] = []
+
+        def enc(img: np.ndarray, scale: float, quality: int) -> bytes:
+            if scale < 1:
+                img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            assert ok
+            return bytes(buf)
+
+        for i, (img, bs) in enumerate(self.photos):
+            s = min(1.0, PACK_SIDE / max(img.shape), PACK_PLATE / max(b[2] for b in bs))
+            blobs["photo"].append(enc(img, s, 72))
+            boxes.extend((i, x * s, y * s, w * s, h * s) for x, y, w, h in bs)
+        blobs["bg"] = [enc(b, PACK_BG / max(b.shape), 65) for b in self.backgrounds]
+        blobs["crop"] = [enc(c, PACK_CROP / c.shape[1], 85) for c in self.crops]
+        arrays: dict[str, np.ndarray] = {"boxes": np.array(boxes, np.float32)}
+        for k, v in blobs.items():
+            arrays[k] = np.frombuffer(b"".join(v), np.uint8)
+            arrays[k + "_ends"] = np.cumsum([len(b) for b in v])
+        np.savez(path, **arrays)
+
+    def _load_pack(self, path: Path) -> None:
+        z = np.load(path)
+
+        def dec(k: str) -> list[np.ndarray]:
+            buf, ends = z[k], z[k + "_ends"]
+            starts = np.concatenate([[0], ends[:-1]])
+            return [np.asarray(cv2.imdecode(buf[a:b], cv2.IMREAD_GRAYSCALE), np.uint8) for a, b in zip(starts, ends,
+                                                                                                       strict=True)]
+
+        photos = dec("photo")
+        per: list[list[Box]] = [[] for _ in photos]
+        for i, x, y, w, h in z["boxes"]:
+            per[int(i)].append((float(x), float(y), float(w), float(h)))
+        self.photos = list(zip(photos, per, strict=True))
+        self.backgrounds = dec("bg")
+        self.crops = dec("crop")
+        self._report()
 
 
 # ----------------------------------------------------------------------------- synthesis
@@ -553,6 +609,27 @@ def build_model(size: int | None = None) -> Any:
 # ----------------------------------------------------------------------------- training
 
 
+def loss_parts(hm: Any, reg: Any, mask: Any, logit: Any, pr: Any) -> tuple[Any, Any, Any]:
+    """CenterNet's penalty-reduced focal loss on the heatmap (per positive) and L1 on offset and log
+    size at the taught cells; in ``keras.ops``, so the TF loop here and ``train_detector_fit.py``
+    (any Keras backend) train the same thing. The full loss is ``focal + off + 2 * size``."""
+    from keras import ops
+
+    valid = ops.cast(hm >= 0, "float32")
+    t = ops.maximum(hm, 0.0)
+    pos = ops.cast(t >= 1.0, "float32")
+    p = ops.sigmoid(logit)
+    pos_l = -ops.log_sigmoid(logit) * ops.square(1 - p) * pos
+    neg_l = -ops.log_sigmoid(-logit) * ops.square(p) * ops.power(1 - t, 4) * (1 - pos) * valid
+    npos = ops.maximum(ops.sum(pos), 1.0)
+    focal = (ops.sum(pos_l) + ops.sum(neg_l)) / npos
+    m = mask[..., None]
+    msum = ops.maximum(ops.sum(mask), 1.0)
+    off = ops.sum(ops.abs(pr[..., :2] - reg[..., :2]) * m) / msum
+    siz = ops.sum(ops.abs(pr[..., 2:] - reg[..., 2:]) * m) / msum
+    return focal, off, siz
+
+
 def export_tflite(trained: Any, p: Pools, out: Path, float_out: Path) -> None:
     import tensorflow as tf
 
@@ -651,21 +728,7 @@ def main() -> int:
     def step(x: Any, hm: Any, reg: Any, mask: Any) -> Any:
         with tf.GradientTape() as tape:
             logit, pr = model(x, training=True)
-            logit = logit[..., 0]
-            valid = tf.cast(hm >= 0, tf.float32)
-            t = tf.maximum(hm, 0.0)
-            pos = tf.cast(t >= 1.0, tf.float32)
-            p = tf.sigmoid(logit)
-            lp = tf.math.log_sigmoid(logit)
-            ln = tf.math.log_sigmoid(-logit)
-            pos_l = -lp * tf.square(1 - p) * pos
-            neg_l = -ln * tf.square(p) * tf.pow(1 - t, 4) * (1 - pos) * valid
-            npos = tf.maximum(tf.reduce_sum(pos), 1.0)
-            focal = (tf.reduce_sum(pos_l) + tf.reduce_sum(neg_l)) / npos
-            m = mask[..., None]
-            msum = tf.maximum(tf.reduce_sum(mask), 1.0)
-            off = tf.reduce_sum(tf.abs(pr[..., :2] - reg[..., :2]) * m) / msum
-            siz = tf.reduce_sum(tf.abs(pr[..., 2:] - reg[..., 2:]) * m) / msum
+            focal, off, siz = loss_parts(hm, reg, mask, logit[..., 0], pr)
             loss = focal + off + 2.0 * siz
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))

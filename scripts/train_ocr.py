@@ -157,6 +157,89 @@ def load_photo_plates(folder: Path) -> list[Sample]:
     return out
 
 
+# The share of each source in a batch: ~66% real, ~34% synthetic (a solid share of Italian/French and
+# two-row plates).
+MIX = {
+    "eu-plate-crops": 0.21,
+    "eu-plate-crops-2": 0.05,
+    "plates-pl-boxes": 0.02,
+    "plates-ro-boxes": 0.08,
+    "plates-tr-boxes": 0.06,
+    "br-plate-crops": 0.10,
+    "plates-us-train": 0.08,
+    "plates-br-train": 0.06,
+    "synth": 0.10,
+    "synth-itfr": 0.12,
+    "synth-2row": 0.11,
+    "demo": 0.01,
+}
+
+
+def load_data(ds: Path, labels: Path) -> tuple[dict[str, list[Sample]], list[Sample], list[np.ndarray]]:
+    """Training samples by source, the held-out samples, and the synthetic plates' backgrounds."""
+    loaded = (
+        load_teacher_crops(labels)
+        + load_br_crops(ds / "br-plate-crops")
+        + load_photo_plates(ds / "plates-us-train")
+        + load_photo_plates(ds / "plates-br-train")
+    )
+    # Split by source with scripts/splits.py (shared with the detector): held-out images
+    # never reach training. eu-plates-dev is never read here.
+    sources: dict[str, list[Sample]] = {}
+    val: list[Sample] = []
+    for smp in loaded:
+        assert smp.source != "eu-plates-dev"
+        if splits.held_out(smp.source, smp.name):
+            val.append(smp)
+        else:
+            sources.setdefault(smp.source, []).append(smp)
+    return sources, val, load_backgrounds(ds / "backgrounds")
+
+
+def save_pack(path: Path, sources: dict[str, list[Sample]], val: list[Sample], backgrounds: list[np.ndarray]) -> None:
+    """Everything ``load_data`` gives, in one file that travels to a lent GPU: sample images as grey
+    JPEG q92 (every augmentation turns them grey; they are already shrunk to at most 64 px of plate
+    height), backgrounds as colour JPEG, the rest as arrays."""
+    def enc(img: np.ndarray) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        assert ok
+        return np.asarray(buf)
+
+    def grey(img: np.ndarray) -> np.ndarray:
+        return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+    rows = [("train", smp) for v in sources.values() for smp in v] + [("val", smp) for smp in val]
+    arrays: dict[str, Any] = {
+        "img": np.array([enc(grey(smp.img)) for _, smp in rows], dtype=object),
+        "quad": np.stack([smp.quad.astype(np.float32) for _, smp in rows]),
+        "meta": np.array([json.dumps([part, smp.text, smp.tight, smp.source, smp.name, smp.rows])
+                          for part, smp in rows]),
+        "bg": np.array([enc(b) for b in backgrounds], dtype=object),
+    }
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_pack(path: Path) -> tuple[dict[str, list[Sample]], list[Sample], list[np.ndarray]]:
+    z = np.load(path, allow_pickle=True)  # our own pack, written by save_pack
+    sources: dict[str, list[Sample]] = {}
+    val: list[Sample] = []
+    for buf, quad, meta in zip(z["img"], z["quad"], z["meta"], strict=True):
+        part, text, tight, source, name, rows = json.loads(str(meta))
+        smp = Sample(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), quad, text, tight, source, name, rows)
+        (val if part == "val" else sources.setdefault(source, [])).append(smp)
+    return sources, val, [cv2.imdecode(b, cv2.IMREAD_COLOR) for b in z["bg"]]
+
+
+def ctc_loss(y: Any, n: Any, logits: Any) -> Any:
+    """Mean CTC loss of padded labels ``y`` with lengths ``n``; in ``keras.ops``, so the TF loop here and
+    ``train_ocr_fit.py`` (any Keras backend) train the same thing."""
+    from keras import ops
+
+    steps = ops.full((ops.shape(logits)[0],), TIME_STEPS, dtype="int32")
+    return ops.mean(ops.ctc_loss(y, logits, n, steps, mask_index=BLANK))
+
+
 def load_backgrounds(folder: Path, n: int = 150, seed: int = 0) -> list[np.ndarray]:
     files = sorted(folder.glob("*.jpg"))
     rng = np.random.default_rng(seed)
@@ -403,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("EDGE_AGENT_DATASETS", REPO.parent / "shared" / "datasets")),
     )
     ap.add_argument("--labels", type=Path, default=REPO.parent / "ckpt/ocr/crop_labels.tsv")  # label_crops --out
+    ap.add_argument("--data", type=Path, help="a pack from train_ocr_fit.py --pack instead of --datasets/--labels")
     ap.add_argument("--ckpt", type=Path, default=REPO.parent / "ckpt" / "ocr")
     ap.add_argument("--out", type=Path, default=REPO / "edge_agent" / "models" / "plate_ocr.tflite")
     ap.add_argument("--steps", type=int, default=20000)
@@ -432,24 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     t_load = time.monotonic()
-    ds = args.datasets
-    loaded = (
-        load_teacher_crops(args.labels)
-        + load_br_crops(ds / "br-plate-crops")
-        + load_photo_plates(ds / "plates-us-train")
-        + load_photo_plates(ds / "plates-br-train")
-    )
-    # Split by source with scripts/splits.py (shared with the detector): held-out images
-    # never reach training. eu-plates-dev is never read here.
-    sources: dict[str, list[Sample]] = {}
-    val: list[Sample] = []
-    for smp in loaded:
-        assert smp.source != "eu-plates-dev"
-        if splits.held_out(smp.source, smp.name):
-            val.append(smp)
-        else:
-            sources.setdefault(smp.source, []).append(smp)
-    backgrounds = load_backgrounds(ds / "backgrounds")
+    sources, val, backgrounds = load_pack(args.data) if args.data else load_data(args.datasets, args.labels)
     counts = {k: len(v) for k, v in sorted(sources.items())}
     vcounts: dict[str, int] = {}
     for smp in val:
@@ -475,22 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     val_t = [s.text for s in val]
     val_s = [s.source for s in val]
 
-    # ~66% real, ~34% synthetic (a solid share of Italian/French and two-row plates).
-    weights = {
-        "eu-plate-crops": 0.21,
-        "eu-plate-crops-2": 0.05,
-        "plates-pl-boxes": 0.02,
-        "plates-ro-boxes": 0.08,
-        "plates-tr-boxes": 0.06,
-        "br-plate-crops": 0.10,
-        "plates-us-train": 0.08,
-        "plates-br-train": 0.06,
-        "synth": 0.10,
-        "synth-itfr": 0.12,
-        "synth-2row": 0.11,
-        "demo": 0.01,
-    }
-    mixer = Mixer(sources, backgrounds, weights)
+    mixer = Mixer(sources, backgrounds, MIX)
     print("mix: " + ", ".join(f"{n} {100 * p:.1f}%" for n, p in zip(mixer.names, mixer.p, strict=True)), flush=True)
     model = build_model()
     assert isinstance(model, keras.Model)
@@ -513,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         model.load_weights(wpath)
         state = json.loads(spath.read_text())
         step = int(state["step"])
-        ov = np.load(args.ckpt / "optimizer.npz")
+        # A run of train_ocr_fit.py (another backend, another loop) leaves weights without an optimiser.
+        ov = np.load(args.ckpt / "optimizer.npz") if (args.ckpt / "optimizer.npz").exists() else {}
         for i, v in enumerate(opt.variables):
             if f"v{i}" in ov and tuple(ov[f"v{i}"].shape) == tuple(v.shape):
                 v.assign(ov[f"v{i}"])
@@ -576,15 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     def train_step(x: tf.Tensor, y: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = tf.nn.ctc_loss(
-                labels=y,
-                logits=logits,
-                label_length=n,
-                logit_length=tf.fill([tf.shape(x)[0]], TIME_STEPS),
-                logits_time_major=False,
-                blank_index=BLANK,
-            )
-            loss = tf.reduce_mean(loss)
+            loss = ctc_loss(y, n, logits)
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss

@@ -18,8 +18,10 @@ import pytest
 
 from edge_agent.config import Config
 from edge_agent.pipeline.alpr import ModelError, PlateRead, PlateReader
+from edge_agent.pipeline.alpr.detector import Detection
 from edge_agent.pipeline.alpr.read_command import run_read
 from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR, second_look_region
+from edge_agent.pipeline.alpr.types import OcrRead
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.plate_render import render_plate
 
@@ -303,3 +305,35 @@ def test_second_look_survives_any_regions(reader: PlateReader) -> None:
             for r in reader.read(frame, regions):
                 x, y, bw, bh = r.box
                 assert x >= 0 and y >= 0 and x + bw <= w + 1 and y + bh <= h + 1
+
+
+class _ScriptedOCR:
+    """Stands in for the OCR model to pin the reader's choice between its two ways of reading a squarish
+    box (the choice is under test, not the model): the side-by-side view of the rows reads ``two_row``,
+    the plain crop ``one_row``, each a (text, per-character confidence)."""
+
+    def __init__(self, two_row: tuple[str, float], one_row: tuple[str, float]) -> None:
+        self.two_row, self.one_row = two_row, one_row
+
+    def read(self, view: np.ndarray) -> OcrRead:
+        text, conf = self.two_row if view.shape[1] > 3 * view.shape[0] else self.one_row
+        return OcrRead(text, conf, (conf,) * len(text), ((),) * len(text))
+
+
+def test_an_unsure_two_row_read_does_not_hide_a_sure_one_row_read() -> None:
+    # Found on the held-out Turkish photos: a one-row plate seen at an angle gets a squarish box, read
+    # both ways; the two-row way fitted a layout by chance, unsure, and won for fitting, then fell under
+    # alpr.min_confidence, so the sure one-row read (46ABK717, no enabled layout) was lost too.
+    reader = PlateReader(min_confidence=0.5)
+    reader.ocr = _ScriptedOCR(two_row=("AB12345", 0.2), one_row=("46ABK717", 0.99))
+    frame = np.full((200, 300, 3), 200, np.uint8)
+    det = Detection((100.0, 60.0, 96.0, 57.0), 0.8)  # w/h 1.7: read both ways
+    read = reader.read_crop(frame, det)
+    assert read is not None and (read.text, read.two_row) == ("46ABK717", False)
+    # Both sure: fitting a layout still decides.
+    reader.ocr = _ScriptedOCR(two_row=("AB12345", 0.95), one_row=("46ABK717", 0.99))
+    read = reader.read_crop(frame, det)
+    assert read is not None and (read.text, read.two_row) == ("AB12345", True)
+    # Neither sure: nothing.
+    reader.ocr = _ScriptedOCR(two_row=("AB12345", 0.2), one_row=("46ABK717", 0.2))
+    assert reader.read_crop(frame, det) is None

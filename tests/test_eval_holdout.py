@@ -112,12 +112,13 @@ DATASETS = eval_holdout.datasets_dir()
 @pytest.mark.skipif(not (DATASETS / "plates-ro-boxes").is_dir(), reason=f"datasets not available at {DATASETS}")
 def test_held_out_sources_regression_floor() -> None:
     # The reader on the sources neither model trained on (scripts/splits.py), pooled. A guard a little
-    # below what the shipped v3 models measure (edge_agent/models/plate_detector.md: detector recall@0.5
-    # 71.5%, reader 63.1%, 0.019 false plates per photo), so a model or reader regression trips it.
+    # below what the shipped v3 models measure with this reader (edge_agent/models/plate_detector.md:
+    # detector recall@0.5 71.5%, reader 65.0%, 0.019 false plates per photo), so a model or reader
+    # regression trips it.
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "eval_holdout.py"), "--json"],
                           capture_output=True, text=True, timeout=600, check=True)
     total = next(r for r in json.loads(proc.stdout)["sources"] if r["source"] == "TOTAL")
     assert total["plates"] >= 200
     assert total["detector_recall_iou0.5"] >= 0.66
-    assert total["recall_iou0.5"] >= 0.58
+    assert total["recall_iou0.5"] >= 0.62
     assert total["false_plates_per_image"] <= 0.05

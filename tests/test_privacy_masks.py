@@ -94,6 +94,8 @@ def test_no_masks_costs_nothing() -> None:
 class _Reads:
     """A reader that 'reads' two fixed plates, wherever the pixels are (as a detector half-seeing one might)."""
 
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+
     @property
     def model_versions(self) -> dict[str, str]:
         return {"fake": "1"}

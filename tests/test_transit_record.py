@@ -36,6 +36,8 @@ ROAD_ONLY = LANES[:1]
 class _Reader:
     """Reads ``text`` on the white box wherever it is (None: a vehicle whose plate cannot be read)."""
 
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+
     def __init__(self, text: str | None = "AB123CD", conf: float = 0.9) -> None:
         self.text, self.conf = text, conf
 
@@ -310,3 +312,18 @@ def test_single_doubtful_read_does_not_hide_the_pass(tmp_path: Path) -> None:
     pipe.close()
     assert pipe._stats.plates_discarded == 1
     assert [p["read_status"] for p in _plates(out)] == ["unread"]
+
+
+def test_the_reader_reads_with_the_nodes_min_confidence(tmp_path: Path) -> None:
+    # The reader needs the floor while it reads (a read that passes it beats one that does not): the
+    # pipeline hands it alpr.min_confidence rather than filtering afterwards.
+    seen: list[float] = []
+
+    class _Floor(_Reader):
+        def read(self, image_bgr: Any, regions: Any = ()) -> list[PlateRead]:
+            seen.append(self.min_confidence)
+            return super().read(image_bgr, regions)
+
+    pipe = _pipe(tmp_path, _Floor(), alpr={"min_confidence": 0.7}, motion={"scan_interval_s": 1.0})
+    pipe.process(_frame(0, 0.0, None))
+    assert seen == [0.7]

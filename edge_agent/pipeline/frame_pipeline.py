@@ -45,6 +45,10 @@ class _ReadContext:
 
 
 class Reader(Protocol):
+    # Reads under it are not returned. The pipeline keeps it at the live ``alpr.min_confidence``: the
+    # reader must know the floor while it reads, to prefer a read that passes it over one that does not.
+    min_confidence: float
+
     def read(self, image_bgr: Any, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[PlateRead]: ...
 
     @property
@@ -111,6 +115,7 @@ class FramePipeline:
             self._last_scan = frame.mono
             t0 = time.perf_counter()
             min_conf = self._cfg.alpr.min_confidence
+            self._reader.min_confidence = min_conf
             try:
                 # Where it moves, a closer second look finds the plates too small for the whole frame.
                 regions = result.boxes if result is not None and active and self._cfg.alpr.second_look else ()

@@ -50,7 +50,7 @@ class PlateReader:
     ) -> None:
         """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
         is checked against them, as the daemon publishes it. ``min_confidence``: reads below it are not
-        returned (``alpr.min_confidence``, whose default this is; the daemon passes 0 and filters with
+        returned (``alpr.min_confidence``, whose default this is; the daemon's frame pipeline keeps it at
         the live value, which a remote change may move)."""
         self.detector = PlateDetector(
             Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
@@ -103,7 +103,7 @@ class PlateReader:
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
         # angle or a US-shaped one: read it both ways and keep the read that fits a format, then the surer.
         ways = [(False, crop)] if not is_two_row(w, h) else [(True, side_by_side(crop)), (False, crop)]
-        best: tuple[tuple[bool, float], bool, FormatCheck, tuple[float, ...]] | None = None
+        best: tuple[tuple[bool, bool, float], bool, FormatCheck, tuple[float, ...]] | None = None
         for two_row, view in ways:
             ocr: OcrRead = self.ocr.read(view)
             # A box with no readable text is not reported: it is where most false plates come from.
@@ -111,17 +111,18 @@ class PlateReader:
                 continue
             check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives)
             chars = _checked_confidences(ocr, check)
-            key = (check.valid, min(chars, default=0.0))
+            # Both stages must be sure for the read to be sure.
+            confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
+            # A read under the floor is never returned, so it must not displace one that is: a
+            # one-row plate in a squarish box (seen at an angle) read as two rows can fit a layout
+            # by chance, unsure, while the one-row read is sure.
+            key = (confidence >= self.min_confidence, check.valid, confidence)
             if best is None or key > best[0]:
                 best = (key, two_row, check, chars)
-        if best is None:
+        if best is None or not best[0][0]:
             return None
-        _, two_row, check, chars = best
+        (_, _, confidence), two_row, check, chars = best
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
-        # Both stages must be sure for the read to be sure.
-        confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
-        if confidence < self.min_confidence:
-            return None
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
         right_band = None if two_row or at_edge else band_sides(crop)[1]
