@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
@@ -59,14 +60,6 @@ def load_annotations(folder: Path) -> list[tuple[Path, list[Truth]]]:
     return items
 
 
-def iou(a: Box, b: Box) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
 def fold(text: str) -> str:
     return text.upper().replace("O", "0")
 
@@ -75,7 +68,7 @@ def fold(text: str) -> str:
 def best_match(truth: Truth, boxes: list[Box]) -> tuple[int, float]:
     best, best_iou = -1, 0.0
     for i, b in enumerate(boxes):
-        v = iou(truth.box, b)
+        v = box_iou(truth.box, b)
         if v > best_iou:
             best, best_iou = i, v
     return best, best_iou

@@ -39,8 +39,9 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import splits  # noqa: E402  (scripts/splits.py: one home for the validation split)
-from eval_alpr import REPO, Tally, Truth, iou, load_annotations, run_reader, score_image  # noqa: E402
+from eval_alpr import REPO, Tally, Truth, load_annotations, run_reader, score_image  # noqa: E402
 
+from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
@@ -119,7 +120,7 @@ def add_teacher_texts(sources: list[Source], labels: Path) -> None:
             box = tuple(float(v) for v in f[4].split(","))
             by_image.setdefault(Path(f[0]).name, []).append((box, f[1]))  # type: ignore[arg-type]
     def text_of(image: Path, t: Truth) -> str:
-        return t.text or next((txt for b, txt in by_image.get(image.name, []) if iou(b, t.box) >= 0.9), "")
+        return t.text or next((txt for b, txt in by_image.get(image.name, []) if box_iou(b, t.box) >= 0.9), "")
 
     for s in sources:
         s.items = [(image, [Truth(t.box, text_of(image, t)) for t in truths]) for image, truths in s.items]
@@ -181,7 +182,7 @@ def tally(images: list[Image], failures: list[str] | None = None) -> Tally:
 
 def false_detections(images: list[Image]) -> int:
     """Detections that overlap no annotated plate at IoU 0.3."""
-    return sum(1 for im in images for d in im.dets if all(iou(d.box, t.box) < 0.3 for t in im.truths))
+    return sum(1 for im in images for d in im.dets if all(box_iou(d.box, t.box) < 0.3 for t in im.truths))
 
 
 def _ratio(num: int, den: int) -> float | None:

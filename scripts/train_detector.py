@@ -45,6 +45,7 @@ import agent_module  # noqa: E402  (edge_agent modules by file path: no daemon d
 from splits import held_out  # noqa: E402  (scripts/splits.py: one home for the validation split)
 
 _pr = agent_module.load("edge_agent/sources/plate_render.py")
+box_iou = agent_module.load("edge_agent/core/boxes.py").box_iou
 
 random_italian_plate = _pr.random_italian_plate
 render_plate = _pr.render_plate
@@ -408,7 +409,7 @@ def sample_pasted(p: Pools, rng: random.Random, demo: bool) -> tuple[np.ndarray,
         w = target_plate_width(rng)
         h = w * plate.shape[0] / plate.shape[1] * rng.uniform(0.85, 1.15)
         x, y = rng.uniform(-0.05 * w, TRAIN - 0.95 * w), rng.uniform(0, TRAIN - h)
-        if any(_iou((x, y, w, h), b) > 0 or _near((x, y, w, h), b) for b in boxes):
+        if any(box_iou((x, y, w, h), b) > 0 or _near((x, y, w, h), b) for b in boxes):
             continue
         if demo and rng.random() < 0.8:
             # A car body around the plate.
@@ -454,13 +455,6 @@ def _near(a: Box, b: Box) -> bool:
     return abs((a[0] + a[2] / 2) - (b[0] + b[2] / 2)) < (a[2] + b[2]) / 2 + 4 and abs(
         (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
     ) < (a[3] + b[3]) / 2 + 4
-
-
-def _iou(a: Box, b: Box) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
 
 
 def sample(p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edge_agent.config import Config
+from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr import ModelError, PlateRead, PlateReader
 from edge_agent.pipeline.alpr.detector import Detection
 from edge_agent.pipeline.alpr.read_command import run_read
@@ -64,7 +65,7 @@ def test_reads_rendered_demo_plate(reader: PlateReader, text: str, plate_w: int)
     r = reads[0]
     assert isinstance(r, PlateRead)
     truth = (560, 420, plate_w, round(plate_w * 110 / 520))
-    assert eval_alpr.iou(tuple(map(float, r.box)), tuple(map(float, truth))) >= 0.5, (r.box, truth)  # type: ignore[arg-type]
+    assert box_iou(r.box, truth) >= 0.5, (r.box, truth)
     assert 0.5 < r.confidence <= 1.0
     assert r.crop is not None and r.crop.ndim == 3 and len(r.char_confidences) == len(text)
 

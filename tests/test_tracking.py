@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr.types import PlateRead
-from edge_agent.pipeline.tracking import PlateTracker, TrackResult, iou, vote
+from edge_agent.pipeline.tracking import PlateTracker, TrackResult, vote
 
 
 def _read(text: str, x: int, y: int = 400, w: int = 150, conf: float = 0.9,
@@ -76,9 +77,10 @@ def test_vote_weights_characters_by_confidence() -> None:
 
 
 def test_iou() -> None:
-    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert iou((0, 0, 10, 10), (20, 0, 10, 10)) == 0.0
-    assert abs(iou((0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (20, 0, 10, 10)) == 0.0
+    assert abs(box_iou((0, 0, 10, 10), (5, 0, 10, 10)) - 50 / 150) < 1e-9
+    assert box_iou((3, 3, 0, 0), (3, 3, 0, 0)) == 0.0, "empty boxes overlap nothing"
 
 
 def test_next_car_at_the_same_spot_is_a_new_track() -> None:

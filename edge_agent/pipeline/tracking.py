@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr.types import PlateRead
 
 Box = tuple[int, int, int, int]
@@ -56,16 +57,6 @@ def band_vote(observations: list[Observation]) -> bool | None:
     yes = sum(o.read.right_band is True for o in observations)
     no = sum(o.read.right_band is False for o in observations)
     return None if yes == no else yes > no
-
-
-def iou(a: Box, b: Box) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -148,7 +139,7 @@ class _Track:
         last = self.last
         if mono - last.mono > max_gap_s:
             return None
-        overlap = iou(last.read.box, read.box)
+        overlap = box_iou(last.read.box, read.box)
         if overlap >= 0.1:
             return 1.0 - overlap
         (cx, cy), (rx, ry) = _centre(last.read.box), _centre(read.box)

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr.types import ModelError
 
 try:  # ai-edge-litert is the runtime we ship with; tflite-runtime is the older name of the same thing.
@@ -87,14 +88,6 @@ class Detection:
 
     box: tuple[float, float, float, float]
     score: float
-
-
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class PlateDetector:

@@ -11,9 +11,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_agent.core.boxes import box_iou
 from edge_agent.core.formats import DEFAULT_ORDER, FormatCheck, PlateFormats
 from edge_agent.pipeline.alpr.band import band_sides
-from edge_agent.pipeline.alpr.detector import Detection, PlateDetector, box_iou
+from edge_agent.pipeline.alpr.detector import Detection, PlateDetector
 from edge_agent.pipeline.alpr.two_row import is_two_row, side_by_side
 from edge_agent.pipeline.alpr.types import ModelError, OcrRead, PlateRead
 
