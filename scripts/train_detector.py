@@ -53,6 +53,7 @@ render_plate = _pr.render_plate
 INPUT = 320  # inference size (letterbox of the long side)
 TRAIN = 256  # training crop size; the net is fully convolutional
 STRIDE = 4
+TEXT_SHARE = 0.2  # samples that also get non-plate text (``text_overlay``); added after v3, which had none
 # Pack sizes (``Pools.save_pack``): what keeps the pack small enough to travel with a GPU call.
 PACK_SIDE, PACK_PLATE, PACK_BG, PACK_CROP = 960, 100, 384, 200
 Box = tuple[float, float, float, float]  # x, y, w, h
@@ -457,6 +458,49 @@ def _near(a: Box, b: Box) -> bool:
     ) < (a[3] + b[3]) / 2 + 4
 
 
+_WORDS = ("otomoto", "Sprzedajemy", "Jeep", "Fiat", "Panda", "Via Roma", "Autoscuola", "Farmacia", "Noleggio",
+          "Volkswagen", "diesel", "Sport", "Polizia Locale", "Comune di", "Taxi", "Hybrid", "ingresso", "uscita")
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
+          cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
+
+
+def text_overlay(img: np.ndarray, boxes: list[Box], rng: random.Random) -> None:
+    """Text that is not a plate, drawn away from the plates: a camera's date/time overlay (a pole's own
+    frames carry one), mixed-case words, badges and listing watermarks in other typefaces. The detector
+    found such text as plates (watermarks, a Jeep badge, a timestamp on the held-out photos)."""
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        kind = rng.random()
+        if kind < 0.4:
+            fmt = rng.choice(["{y}-{m:02d}-{d:02d} {H:02d}:{M:02d}:{S:02d}", "{H:02d}:{M:02d}:{S:02d}",
+                              "{d:02d}/{m:02d}/{y} {H:02d}:{M:02d}:{S:02d}", "{d:02d}-{m:02d}-{y}"])
+            text = fmt.format(y=rng.randint(2015, 2030), m=rng.randint(1, 12), d=rng.randint(1, 28),
+                              H=rng.randint(0, 23), M=rng.randint(0, 59), S=rng.randint(0, 59))
+            font = rng.choice(_FONTS[:2])
+        else:
+            text = rng.choice(_WORDS)
+            text = text.lower() if rng.random() < 0.3 else text
+            font = rng.choice(_FONTS) | (cv2.FONT_ITALIC if rng.random() < 0.3 else 0)
+        h = log_uniform(rng, 6, 36)
+        scale = h / max(cv2.getTextSize(text, font, 1.0, 1)[0][1], 1)
+        thick = max(1, round(scale * rng.uniform(1.0, 2.5)))
+        outline = rng.random() < 0.5  # an on-screen display: light text with a dark outline
+        # Measured as drawn: some Hershey faces are wider at a thicker stroke.
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick + 2 if outline else thick)
+        if tw >= TRAIN - 4:
+            continue
+        x = rng.uniform(0, TRAIN - tw)
+        y = rng.uniform(th + 2, TRAIN - 2) if rng.random() < 0.6 else rng.choice([th + 4, TRAIN - 4.0])
+        pad = thick + 3  # the stroke and anti-aliasing around the glyphs' box
+        region = (x - pad, y - th - pad, tw + 2 * pad, th + base + 2 * pad)
+        if any(box_iou(region, b) > 0 or _near(region, b) for b in boxes if b[2] > 0):
+            continue
+        org = (int(x), int(y))
+        if outline:
+            cv2.putText(img, text, org, font, scale, 0, thick + 2, cv2.LINE_AA)
+        cv2.putText(img, text, org, font, scale, rng.choice([rng.randint(0, 60), rng.randint(170, 255)]), thick,
+                    cv2.LINE_AA)
+
+
 def sample(p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:
     r = rng.random()
     if r < 0.5:
@@ -467,6 +511,8 @@ def sample(p: Pools, rng: random.Random) -> tuple[np.ndarray, list[Box]]:
         img, boxes = sample_pasted(p, rng, demo=True)
     else:
         img, boxes = random_scene(p, rng), []
+    if rng.random() < TEXT_SHARE:
+        text_overlay(img, boxes, rng)
     return photometric(img, rng), boxes
 
 

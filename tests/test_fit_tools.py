@@ -71,3 +71,21 @@ def test_wall_time_schedule() -> None:
     assert all(a >= b for a, b in itertools.pairwise(lrs)), "anneals monotonically"
     assert abs(fit_loop.lr_at(1.0, peak, 0.05) - 0.02 * peak) < 1e-12
     assert fit_loop.lr_at(1.7, peak, 0.05) == fit_loop.lr_at(1.0, peak, 0.05), "past the budget: stays at the floor"
+
+
+def test_non_plate_text_is_drawn_away_from_the_plates() -> None:
+    # Text-like false plates (listing watermarks, badges, a camera's time overlay) are taught as
+    # background: the text must never cover a plate the sample teaches.
+    import random
+
+    rng = random.Random(7)
+    changed = 0
+    for _ in range(3000):
+        img = np.full((train_detector.TRAIN, train_detector.TRAIN), 128, np.uint8)
+        boxes = [(rng.uniform(0, 180), rng.uniform(0, 220), rng.uniform(20, 70), rng.uniform(8, 25))]
+        before = img.copy()
+        train_detector.text_overlay(img, boxes, rng)
+        x, y, w, h = (int(v) for v in boxes[0])
+        assert (img[y:y + h + 1, x:x + w + 1] == before[y:y + h + 1, x:x + w + 1]).all()
+        changed += int((img != before).any())
+    assert changed > 2000, "most samples get some text"
