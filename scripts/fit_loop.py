@@ -18,6 +18,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +45,10 @@ def add_arguments(ap: argparse.ArgumentParser, batch: int, lr: float) -> None:
 
 
 def _worker(batches: Callable[[int], Iterator[Batch]], seed: int, q: Any) -> None:
+    # A forked child inherits the parent's Python signal handlers (a caller's graceful-stop handler, say):
+    # terminate() must end a worker blocked on a full queue, or the parent's exit waits for it forever.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     for b in batches(seed):
         q.put(b)
 

@@ -6,6 +6,8 @@ the wall-time schedule warms up, anneals and ends. The Keras fit itself runs whe
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,19 +50,33 @@ def test_detector_pack_keeps_every_plate_where_it_is(tmp_path: Path) -> None:
     assert got.crops[0].shape[1] == train_detector.PACK_CROP and got.crops[1].shape == (20, 90), "never enlarged"
 
 
-def test_workers_feed_distinct_batches() -> None:
+def test_workers_feed_distinct_batches_and_stop_when_told() -> None:
     def batches(seed: int) -> Iterator[fit_loop.Batch]:
         rng = np.random.default_rng(seed)
         while True:
             yield rng.integers(0, 255, (2, 4), dtype=np.uint8), np.full((2, 1), seed, np.float16)
 
-    q = fit_loop.start_workers(batches, seed=1, workers=2)  # seeds 1000 and 1001: exact in float16
+    # A caller's graceful-stop handler (the agent's CLI installs one) must not keep the workers alive:
+    # the forked children inherited it, ignored terminate() and the test run never exited.
+    before = set(multiprocessing.active_children())
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        q = fit_loop.start_workers(batches, seed=1, workers=2)  # seeds 1000 and 1001: exact in float16
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    workers = [c for c in multiprocessing.active_children() if c not in before]
     seeds: set[float] = set()
     for _ in range(500):
         seeds.add(float(q.get(timeout=30)[1][0, 0]))
         if len(seeds) == 2:
             break
     assert seeds == {1000.0, 1001.0}, "each worker its own seed"
+    assert len(workers) == 2
+    for w in workers:
+        w.terminate()  # blocked on a full queue by now
+    for w in workers:
+        w.join(timeout=10)
+        assert w.exitcode == -signal.SIGTERM
 
 
 def test_wall_time_schedule() -> None:
