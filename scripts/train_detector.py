@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(REPO / "scripts"))
 import agent_module  # noqa: E402  (edge_agent modules by file path: no daemon deps in the training venv)
+import image_pack  # noqa: E402  (the packs that travel to a lent GPU)
 from splits import held_out  # noqa: E402  (scripts/splits.py: one home for the validation split)
 
 _pr = agent_module.load("edge_agent/sources/plate_render.py")
@@ -138,48 +139,31 @@ class Pools:
         )
 
     def save_pack(self, path: Path) -> None:
-        """All pools as grey JPEGs in one ``.npz``. Photos are shrunk so their widest plate is at most
-        ``PACK_PLATE`` px (training draws plates 10-170 px wide, so at most a mild upscale) and their
-        long side at most ``PACK_SIDE``; backgrounds to ``PACK_BG``; crops to ``PACK_CROP`` wide. JPEG
-        qualities 72/65/85 (training adds JPEG q30-80 itself to some samples)."""
-        blobs: dict[str, list[bytes]] = {"photo": [], "bg": [], "crop": []}
+        """All pools as grey JPEGs in one ``.npz`` (``image_pack``). Photos are shrunk so their widest
+        plate is at most ``PACK_PLATE`` px (training draws plates 10-170 px wide, so at most a mild
+        upscale) and their long side at most ``PACK_SIDE``; backgrounds to ``PACK_BG``; crops to
+        ``PACK_CROP`` wide. JPEG qualities 72/65/85 (training adds JPEG q30-80 itself to some samples)."""
+        photos: list[bytes] = []
         boxes: list[tuple[int, float, float, float, float]] = []
-
-        def enc(img: np.ndarray, scale: float, quality: int) -> bytes:
-            if scale < 1:
-                img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            assert ok
-            return bytes(buf)
-
         for i, (img, bs) in enumerate(self.photos):
             s = min(1.0, PACK_SIDE / max(img.shape), PACK_PLATE / max(b[2] for b in bs))
-            blobs["photo"].append(enc(img, s, 72))
+            photos.append(image_pack.jpeg(img, 72, s))
             boxes.extend((i, x * s, y * s, w * s, h * s) for x, y, w, h in bs)
-        blobs["bg"] = [enc(b, PACK_BG / max(b.shape), 65) for b in self.backgrounds]
-        blobs["crop"] = [enc(c, PACK_CROP / c.shape[1], 85) for c in self.crops]
         arrays: dict[str, np.ndarray] = {"boxes": np.array(boxes, np.float32)}
-        for k, v in blobs.items():
-            arrays[k] = np.frombuffer(b"".join(v), np.uint8)
-            arrays[k + "_ends"] = np.cumsum([len(b) for b in v])
+        image_pack.put(arrays, "photo", photos)
+        image_pack.put(arrays, "bg", [image_pack.jpeg(b, 65, PACK_BG / max(b.shape)) for b in self.backgrounds])
+        image_pack.put(arrays, "crop", [image_pack.jpeg(c, 85, PACK_CROP / c.shape[1]) for c in self.crops])
         np.savez(path, **arrays)
 
     def _load_pack(self, path: Path) -> None:
         z = np.load(path)
-
-        def dec(k: str) -> list[np.ndarray]:
-            buf, ends = z[k], z[k + "_ends"]
-            starts = np.concatenate([[0], ends[:-1]])
-            return [np.asarray(cv2.imdecode(buf[a:b], cv2.IMREAD_GRAYSCALE), np.uint8) for a, b in zip(starts, ends,
-                                                                                                       strict=True)]
-
-        photos = dec("photo")
+        photos = image_pack.get(z, "photo", cv2.IMREAD_GRAYSCALE)
         per: list[list[Box]] = [[] for _ in photos]
         for i, x, y, w, h in z["boxes"]:
             per[int(i)].append((float(x), float(y), float(w), float(h)))
         self.photos = list(zip(photos, per, strict=True))
-        self.backgrounds = dec("bg")
-        self.crops = dec("crop")
+        self.backgrounds = image_pack.get(z, "bg", cv2.IMREAD_GRAYSCALE)
+        self.crops = image_pack.get(z, "crop", cv2.IMREAD_GRAYSCALE)
         self._report()
 
 

@@ -46,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import agent_module
+import image_pack
 import splits
 import synth_plates as sp
 
@@ -197,38 +198,32 @@ def load_data(ds: Path, labels: Path) -> tuple[dict[str, list[Sample]], list[Sam
 
 
 def save_pack(path: Path, sources: dict[str, list[Sample]], val: list[Sample], backgrounds: list[np.ndarray]) -> None:
-    """Everything ``load_data`` gives, in one file that travels to a lent GPU: sample images as grey
-    JPEG q92 (every augmentation turns them grey; they are already shrunk to at most 64 px of plate
-    height), backgrounds as colour JPEG, the rest as arrays."""
-    def enc(img: np.ndarray) -> np.ndarray:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        assert ok
-        return np.asarray(buf)
-
+    """Everything ``load_data`` gives, in one file that travels to a lent GPU (``image_pack``): sample
+    images as grey JPEG q92 (every augmentation turns them grey; they are already shrunk to at most
+    64 px of plate height), backgrounds as colour JPEG, the rest as arrays."""
     def grey(img: np.ndarray) -> np.ndarray:
         return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 
     rows = [("train", smp) for v in sources.values() for smp in v] + [("val", smp) for smp in val]
-    arrays: dict[str, Any] = {
-        "img": np.array([enc(grey(smp.img)) for _, smp in rows], dtype=object),
+    arrays: dict[str, np.ndarray] = {
         "quad": np.stack([smp.quad.astype(np.float32) for _, smp in rows]),
         "meta": np.array([json.dumps([part, smp.text, smp.tight, smp.source, smp.name, smp.rows])
                           for part, smp in rows]),
-        "bg": np.array([enc(b) for b in backgrounds], dtype=object),
     }
-    with path.open("wb") as f:
-        np.savez(f, **arrays)
+    image_pack.put(arrays, "img", [image_pack.jpeg(grey(smp.img), 92) for _, smp in rows])
+    image_pack.put(arrays, "bg", [image_pack.jpeg(b, 92) for b in backgrounds])
+    np.savez(path, **arrays)
 
 
 def load_pack(path: Path) -> tuple[dict[str, list[Sample]], list[Sample], list[np.ndarray]]:
-    z = np.load(path, allow_pickle=True)  # our own pack, written by save_pack
+    z = np.load(path)
     sources: dict[str, list[Sample]] = {}
     val: list[Sample] = []
-    for buf, quad, meta in zip(z["img"], z["quad"], z["meta"], strict=True):
+    for img, quad, meta in zip(image_pack.get(z, "img", cv2.IMREAD_GRAYSCALE), z["quad"], z["meta"], strict=True):
         part, text, tight, source, name, rows = json.loads(str(meta))
-        smp = Sample(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), quad, text, tight, source, name, rows)
+        smp = Sample(img, quad, text, tight, source, name, rows)
         (val if part == "val" else sources.setdefault(source, [])).append(smp)
-    return sources, val, [cv2.imdecode(b, cv2.IMREAD_COLOR) for b in z["bg"]]
+    return sources, val, image_pack.get(z, "bg", cv2.IMREAD_COLOR)
 
 
 def ctc_loss(y: Any, n: Any, logits: Any) -> Any:

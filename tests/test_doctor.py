@@ -23,7 +23,7 @@ UNIT_OK = lambda: UnitState(True, "enabled", "active")  # noqa: E731
 class _FakeReader:
     """Stands in for the shipped models where they are not built yet; reads the plate the test draws."""
 
-    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence
 
     def __init__(self, *_a: Any, **_k: Any) -> None:
         pass

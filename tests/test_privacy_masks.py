@@ -94,7 +94,7 @@ def test_no_masks_costs_nothing() -> None:
 class _Reads:
     """A reader that 'reads' two fixed plates, wherever the pixels are (as a detector half-seeing one might)."""
 
-    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence
 
     @property
     def model_versions(self) -> dict[str, str]:

@@ -229,7 +229,7 @@ def test_health_reports_the_privacy_section(tmp_path: Path) -> None:
 class _OneCar:
     """A reader that sees plate AB123CD in every frame."""
 
-    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence
 
     @property
     def model_versions(self) -> dict[str, str]:

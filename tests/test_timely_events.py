@@ -60,7 +60,7 @@ class TimedCollector(Collector):
 class _OneCar:
     """A reader that sees plate AB123CD wherever the test's white box is."""
 
-    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence
 
     @property
     def model_versions(self) -> dict[str, str]:

@@ -36,7 +36,7 @@ ROAD_ONLY = LANES[:1]
 class _Reader:
     """Reads ``text`` on the white box wherever it is (None: a vehicle whose plate cannot be read)."""
 
-    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence before each read
+    min_confidence = 0.0  # the pipeline sets it to alpr.min_confidence
 
     def __init__(self, text: str | None = "AB123CD", conf: float = 0.9) -> None:
         self.text, self.conf = text, conf

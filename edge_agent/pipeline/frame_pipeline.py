@@ -45,7 +45,7 @@ class _ReadContext:
 
 
 class Reader(Protocol):
-    # Reads under it are not returned. The pipeline keeps it at the live ``alpr.min_confidence``: the
+    # Reads under it are not returned. The pipeline sets it to the node's ``alpr.min_confidence``: the
     # reader must know the floor while it reads, to prefer a read that passes it over one that does not.
     min_confidence: float
 
@@ -69,6 +69,8 @@ class FramePipeline:
         plates centred in them are not read. ``clock``: the last known sync state, for the transit record."""
         self._cfg = cfg
         self._reader = reader
+        if reader is not None:
+            reader.min_confidence = cfg.alpr.min_confidence  # the config is fixed for the pipeline's life
         self._stats = stats
         self.hotlists = hotlists
         self.privacy = privacy if privacy is not None else PrivacyMask(cfg.privacy.masks)
@@ -114,12 +116,10 @@ class FramePipeline:
         if self._reader is not None and (active or scan_due):
             self._last_scan = frame.mono
             t0 = time.perf_counter()
-            min_conf = self._cfg.alpr.min_confidence
-            self._reader.min_confidence = min_conf
             try:
                 # Where it moves, a closer second look finds the plates too small for the whole frame.
                 regions = result.boxes if result is not None and active and self._cfg.alpr.second_look else ()
-                reads = [r for r in self._reader.read(frame.image, regions) if r.confidence >= min_conf]
+                reads = self._reader.read(frame.image, regions)
             except Exception:
                 # One bad frame must not stop the pole: count it, log the first few, go on.
                 self._stats.alpr_errors += 1

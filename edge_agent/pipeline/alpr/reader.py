@@ -51,8 +51,8 @@ class PlateReader:
     ) -> None:
         """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
         is checked against them, as the daemon publishes it. ``min_confidence``: reads below it are not
-        returned (``alpr.min_confidence``, whose default this is; the daemon's frame pipeline keeps it at
-        the live value, which a remote change may move)."""
+        returned (``alpr.min_confidence``, whose default this is; the daemon's frame pipeline sets it to
+        the node's value)."""
         self.detector = PlateDetector(
             Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
             threads=threads,
