@@ -20,7 +20,7 @@ from edge_agent.config import Config
 from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr import ModelError, PlateRead, PlateReader
 from edge_agent.pipeline.alpr.detector import Detection
-from edge_agent.pipeline.alpr.read_command import run_read
+from edge_agent.pipeline.alpr.read_command import plate_record, run_read
 from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR, second_look_region
 from edge_agent.pipeline.alpr.types import OcrRead
 from edge_agent.sources.demo import DemoSource
@@ -338,3 +338,34 @@ def test_an_unsure_two_row_read_does_not_hide_a_sure_one_row_read() -> None:
     # Neither sure: nothing.
     reader.ocr = _ScriptedOCR(two_row=("AB12345", 0.2), one_row=("46ABK717", 0.2))
     assert reader.read_crop(frame, det) is None
+
+
+class _OneReadOCR:
+    """Stands in for the OCR model: every view reads ``text``, the last glyph unsure with ``last_alts``."""
+
+    def __init__(self, text: str, last_alts: tuple[tuple[str, float], ...]) -> None:
+        self.text, self.last_alts = text, last_alts
+
+    def read(self, view: np.ndarray) -> OcrRead:
+        confs = (0.95,) * (len(self.text) - 1) + (0.6,)
+        return OcrRead(self.text, 0.6, confs, ((),) * (len(self.text) - 1) + (self.last_alts,))
+
+
+def test_a_plate_with_a_right_band_is_read_as_italian_or_french() -> None:
+    # The band is seen before the read is checked: a French Q read as O (AB123CO fits Slovak and
+    # Austrian layouts as read) becomes the French AB123CQ, the model's own second choice.
+    plate = cv2.resize(render_plate("AB123CD"), (260, 55), interpolation=cv2.INTER_AREA)  # both bands
+    frame = np.full((300, 500, 3), 90, np.uint8)
+    ph, pw = plate.shape[:2]
+    frame[100:100 + ph, 50:50 + pw] = plate
+    reader = PlateReader(min_confidence=0.5)
+    reader.ocr = _OneReadOCR("AB123CO", (("Q", 0.3),))
+    read = reader.read_crop(frame, Detection((50.0, 100.0, float(pw), float(ph)), 0.9))
+    assert read is not None and read.right_band is True
+    assert (read.text, read.corrected_from) == ("AB123CQ", "AB123CO")
+    record = plate_record(read, reader.formats, low_confidence=0.6)
+    assert (record["text"], record["country"], record["country_confidence"]) == ("AB123CQ", "FR", 1.0)
+    # The same plate without its right band keeps the read as it stands.
+    frame[100:100 + ph, 50 + pw - pw // 8:50 + pw] = 245
+    read = reader.read_crop(frame, Detection((50.0, 100.0, float(pw), float(ph)), 0.9))
+    assert read is not None and read.right_band is False and read.text == "AB123CO"

@@ -95,9 +95,16 @@ def test_a_glyph_the_model_did_not_offer_is_never_chosen() -> None:
 
 
 def test_the_most_probable_fix_wins() -> None:
-    alts = [(), (), (), (), (), (("D", 0.01), ("O", 0.3)), ()]  # 0 read where a letter must be
-    c = PlateFormats(["FR"]).check("AB1230C", [0.9, 0.9, 0.9, 0.9, 0.9, 0.6, 0.9], alts)
-    assert c.text == "AB123OC"
+    alts = [(), (), (), (), (), (("D", 0.01), ("B", 0.3)), ()]  # 8 read where a letter must be
+    c = PlateFormats(["FR"]).check("AB1238C", [0.9, 0.9, 0.9, 0.9, 0.9, 0.6, 0.9], alts)
+    assert c.text == "AB123BC"
+
+
+def test_french_series_skip_i_o_and_u() -> None:
+    # SIV plates (AA-123-AA) leave out I, O and U; Q is theirs (test below).
+    f = PlateFormats(["FR"])
+    assert f.check("AB123CD").valid and f.check("AQ123QB").valid
+    assert not any(f.check(t).valid for t in ("AB123CO", "AI123CD", "AB123UD"))
 
 
 def test_q_is_kept_apart_from_o_and_0() -> None:
@@ -127,3 +134,23 @@ def test_country_counts_the_layouts_that_fit_and_the_right_band_narrows_them() -
     # The band cannot overrule the layout: a Czech layout stays Czech whatever the colour says.
     assert f.country_of(f.check("1AB2345"), right_band=True) == ("CZ", 1.0)
     assert PlateFormats(["any"]).country_of(PlateFormats(["any"]).check("Q1")) == ("any", None)
+
+
+def test_a_right_band_checks_the_read_as_italian_or_french_first() -> None:
+    # A French Q read as O: AB123CO fits the Austrian and Slovak layouts as it stands, so without the
+    # band cue the O stays; Italian and French series never use O, so with the band seen the model's
+    # own second choice for that glyph is taken.
+    f = PlateFormats()
+    confs = [0.95] * 6 + [0.6]
+    alts = [()] * 6 + [(("Q", 0.3), ("D", 0.02))]
+    assert f.check("AB123CO", confs, alts).text == "AB123CO"
+    assert f.check("AB123CO", confs, alts, right_band=False).text == "AB123CO"
+    c = f.check("AB123CO", confs, alts, right_band=True)
+    assert (c.text, c.country, c.corrected_from) == ("AB123CQ", "FR", "AB123CO")
+    assert f.country_of(c, right_band=True) == ("FR", 1.0)
+    # Nothing the model offered makes it Italian or French: the read is checked as before.
+    c = f.check("AB123CO", confs, [()] * 7, right_band=True)
+    assert (c.text, c.country, c.corrected_from) == ("AB123CO", "AT", None)
+    # A read that already fits IT/FR is kept; with no band country enabled the cue changes nothing.
+    assert f.check("AB123CD", confs, alts, right_band=True).text == "AB123CD"
+    assert PlateFormats(["AT", "SK"]).check("AB123CO", confs, alts, right_band=True).text == "AB123CO"

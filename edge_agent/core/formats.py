@@ -17,6 +17,7 @@ from dataclasses import dataclass
 _L = "A-Z"
 # Letters each country leaves out of its series (confusable with digits or each other).
 _IT_L = "A-HJ-NPR-TV-Z"  # no I O Q U
+_FR_L = "A-HJ-NP-TV-Z"  # SIV series (AA-123-AA): no I O U; Q is used
 _ES_L = "BCDFGHJKLMNPRSTVWXYZ"
 _CH_CANTONS = "AG|AI|AR|BE|BL|BS|FR|GE|GL|GR|JU|LU|NE|NW|OW|SG|SH|SO|SZ|TG|TI|UR|VD|VS|ZG|ZH"
 
@@ -24,7 +25,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     # Cars AA123AA; motorcycles AA12345 (two rows: AA over 12345, read top row first).
     "IT": (rf"[{_IT_L}]{{2}}\d{{3}}[{_IT_L}]{{2}}", rf"[{_IT_L}]{{2}}\d{{5}}"),
     "DE": (rf"[{_L}]{{1,3}}[{_L}]{{1,2}}[1-9]\d{{0,3}}[EH]?",),
-    "FR": (rf"[{_L}]{{2}}\d{{3}}[{_L}]{{2}}", rf"\d{{1,4}}[{_L}]{{1,3}}\d{{2}}"),
+    "FR": (rf"[{_FR_L}]{{2}}\d{{3}}[{_FR_L}]{{2}}", rf"\d{{1,4}}[{_L}]{{1,3}}\d{{2}}"),
     "ES": (rf"\d{{4}}[{_ES_L}]{{3}}", rf"[{_L}]{{1,2}}\d{{4}}[{_L}]{{1,2}}"),
     "CH": (rf"(?:{_CH_CANTONS})\d{{1,6}}",),
     "AT": (rf"[{_L}]{{1,2}}\d{{1,5}}[{_L}]{{1,2}}", rf"[{_L}]{{1,2}}[{_L}]{{1,3}}\d{{1,3}}"),
@@ -76,6 +77,7 @@ class PlateFormats:
         if unknown:
             raise ValueError(f"unknown plate format(s) {unknown}; known: {sorted(FORMATS)}")
         self._compiled = [(c, re.compile("(?:" + "|".join(FORMATS[c]) + r")\Z")) for c in enabled]
+        self._banded = [(c, rx) for c, rx in self._compiled if c in RIGHT_BAND_COUNTRIES]
         self._rank = {code: i for i, code in enumerate(enabled)}
 
     def countries(self, text: str) -> list[str]:
@@ -83,13 +85,10 @@ class PlateFormats:
         return [code for code, rx in self._compiled if code != "any" and rx.match(text)]
 
     def country(self, text: str) -> str | None:
-        for code, rx in self._compiled:
-            if rx.match(text):
-                return code
-        return None
+        return _first_fit(self._compiled, text)
 
     def check(self, text: str, char_confidences: Sequence[float] = (),
-              alternatives: Sequence[Sequence[tuple[str, float]]] = ()) -> FormatCheck:
+              alternatives: Sequence[Sequence[tuple[str, float]]] = (), right_band: bool | None = None) -> FormatCheck:
         """Fits as read, or fixed by re-choosing one or two characters, or marked as fitting nothing.
 
         With ``alternatives`` (per character, the other glyphs the OCR model gave at least 1% at that
@@ -100,8 +99,23 @@ class PlateFormats:
         to the higher-priority format. An edge character the model was unsure of (below
         ``EDGE_DROP_CONFIDENCE``) may also be dropped when that alone makes the text fit: the plate's
         border or band read as a character.
+
+        ``right_band`` True (a blue band seen at the plate's right end, ``edge_agent.pipeline.alpr.band``):
+        the plate is one of the enabled ``RIGHT_BAND_COUNTRIES`` (IT, FR), so their formats are tried
+        first, by the same rules, and the others only when none of theirs can be made to fit. Their
+        series leave out letters the OCR confuses (IT: I O Q U; FR: I O U), and a read such as
+        ``AB123CO`` fits the Slovak and Austrian formats as it stands: without the cue its O would never
+        be re-chosen (the French Q read as O).
         """
-        found = self.country(text)
+        if right_band and self._banded:
+            banded = self._check(self._banded, text, char_confidences, alternatives)
+            if banded.valid:
+                return banded
+        return self._check(self._compiled, text, char_confidences, alternatives)
+
+    def _check(self, compiled: Sequence[tuple[str, re.Pattern[str]]], text: str, char_confidences: Sequence[float],
+               alternatives: Sequence[Sequence[tuple[str, float]]]) -> FormatCheck:
+        found = _first_fit(compiled, text)
         if found is not None:
             return FormatCheck(text, found)
         confs = list(char_confidences) if len(char_confidences) == len(text) else [1.0] * len(text)
@@ -109,7 +123,7 @@ class PlateFormats:
 
         def consider(cost: float, candidate: str) -> None:
             nonlocal best
-            code = self.country(candidate)
+            code = _first_fit(compiled, candidate)
             if code is None:
                 return
             key = (cost, self._rank[code], candidate, code)
@@ -161,6 +175,13 @@ class PlateFormats:
             narrowed = [c for c in fits if (c in RIGHT_BAND_COUNTRIES) == right_band]
             fits = narrowed or fits
         return fits[0], 1.0 / len(fits)
+
+
+def _first_fit(compiled: Sequence[tuple[str, re.Pattern[str]]], text: str) -> str | None:
+    for code, rx in compiled:
+        if rx.match(text):
+            return code
+    return None
 
 
 def edit_distance_at_most_1(a: str, b: str) -> bool:

@@ -29,10 +29,11 @@ from edge_agent.pipeline.tracking import TrackResult, box_direction
 
 
 def published_check(formats: PlateFormats, text: str, char_confidences: tuple[float, ...],
-                    best: PlateRead) -> FormatCheck:
+                    best: PlateRead, right_band: bool | None) -> FormatCheck:
     """The format check of the text a pole publishes (a track's voted text; a photo's one read): checked
-    again, and when it is the reader's own text, the reader's correction of the model's read stays on record."""
-    check = formats.check(text, char_confidences)
+    again, with the same right-band cue as the reader's, and when it is the reader's own text, the
+    reader's correction of the model's read stays on record."""
+    check = formats.check(text, char_confidences, right_band=right_band)
     if check.corrected_from is None and best.text == check.text and best.corrected_from is not None:
         return FormatCheck(check.text, check.country, best.corrected_from)
     return check

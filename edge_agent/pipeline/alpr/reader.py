@@ -104,13 +104,18 @@ class PlateReader:
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
         # angle or a US-shaped one: read it both ways and keep the read that fits a format, then the surer.
         ways = [(False, crop)] if not is_two_row(w, h) else [(True, side_by_side(crop)), (False, crop)]
+        # A plate cut by the frame's edge shows no band where it was cut: no cue from it. The cue is
+        # known before the read is checked, so that an Italian or French plate is checked as one.
+        at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
+        one_row_band = None if at_edge else band_sides(crop)[1]
         best: tuple[tuple[bool, bool, float], bool, FormatCheck, tuple[float, ...]] | None = None
         for two_row, view in ways:
             ocr: OcrRead = self.ocr.read(view)
             # A box with no readable text is not reported: it is where most false plates come from.
             if len(ocr.text) < self.min_chars:
                 continue
-            check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives)
+            check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives,
+                                       right_band=None if two_row else one_row_band)
             chars = _checked_confidences(ocr, check)
             # Both stages must be sure for the read to be sure.
             confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
@@ -124,11 +129,9 @@ class PlateReader:
             return None
         (_, _, confidence), two_row, check, chars = best
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
-        # A plate cut by the frame's edge shows no band where it was cut: no cue from it.
-        at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
-        right_band = None if two_row or at_edge else band_sides(crop)[1]
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
-                         corrected_from=check.corrected_from, two_row=two_row, right_band=right_band)
+                         corrected_from=check.corrected_from, two_row=two_row,
+                         right_band=None if two_row else one_row_band)
 
     def read(self, image_bgr: np.ndarray, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[PlateRead]:
         """All plates found and read in a BGR (or grey) frame, most confident detection first.
