@@ -369,3 +369,13 @@ def test_a_plate_with_a_right_band_is_read_as_italian_or_french() -> None:
     frame[100:100 + ph, 50 + pw - pw // 8:50 + pw] = 245
     read = reader.read_crop(frame, Detection((50.0, 100.0, float(pw), float(ph)), 0.9))
     assert read is not None and read.right_band is False and read.text == "AB123CO"
+
+
+def test_a_read_that_fits_no_enabled_layout_is_published_as_read() -> None:
+    # What a pole publishes (`edge-agent read`, a track of one read) once went through a look-alike swap
+    # the reader had not made: the Turkish 80HF583, read right, fits no enabled layout and was published
+    # as 80HFS83 (the old French layout). Held-out photos: exact reads 81.0% read, 72.4% published.
+    read = PlateRead("80HF583", (10, 10, 120, 30), 0.9, (0.9,) * 7, None)
+    record = plate_record(read, PlateReader().formats, low_confidence=0.6)
+    assert (record["text"], record["country"], record["corrected_from"]) == ("80HF583", None, None)
+    assert record["read_status"] == "partial"

@@ -1,4 +1,4 @@
-"""Country plate formats: does a read look like a real plate, and can one confusable character fix it?
+"""Country plate formats: does a read look like a real plate, and can the OCR's own second choices fix it?
 
 Texts are upper case without spaces or dashes, as the reader produces them. The
 patterns describe the characters only (the separators and the EU band are not
@@ -53,11 +53,6 @@ RIGHT_BAND_COUNTRIES = frozenset({"IT", "FR"})
 # than a glyph (the OCR's per-character confidences of real glyphs sit mostly above 0.9).
 EDGE_DROP_CONFIDENCE = 0.5
 
-_CONFUSABLE: dict[str, str] = {}
-for _a, _b in ("O0", "I1", "B8", "S5", "Z2", "G6"):
-    _CONFUSABLE[_a], _CONFUSABLE[_b] = _b, _a
-
-
 @dataclass(frozen=True, slots=True)
 class FormatCheck:
     text: str  # the (possibly corrected) text
@@ -93,12 +88,14 @@ class PlateFormats:
 
         With ``alternatives`` (per character, the other glyphs the OCR model gave at least 1% at that
         step, ``edge_agent.pipeline.alpr.ocr``), up to two characters may be re-chosen among them, and the most
-        probable text that fits wins: the model itself must have seen the other reading. Without them
-        (a text voted over several frames), one confusable character (O/0, I/1, B/8, S/5, Z/2, G/6; never
-        Q, which French, German and other plates use) may be swapped, the least confident first. Ties go
-        to the higher-priority format. An edge character the model was unsure of (below
-        ``EDGE_DROP_CONFIDENCE``) may also be dropped when that alone makes the text fit: the plate's
-        border or band read as a character.
+        probable text that fits wins: the model itself must have seen the other reading. Without them,
+        no character is re-chosen: a glyph the model did not offer is never published. (A table of
+        look-alikes, O/0, I/1, B/8, S/5, Z/2, G/6, once swapped one character of a text that fitted
+        nothing: it changed 96 of the 1,087 labelled EU crops' reads and fixed none of them, and took the
+        held-out photos' exact reads from 81.0% to 72.4%, since a plate of a layout that is not enabled
+        fits nothing when read right.) Ties go to the higher-priority format. An edge character the model
+        was unsure of (below ``EDGE_DROP_CONFIDENCE``) may also be dropped when that alone makes the text
+        fit: the plate's border or band read as a character.
 
         ``right_band`` True (a blue band seen at the plate's right end, ``edge_agent.pipeline.alpr.band``):
         the plate is one of the enabled ``RIGHT_BAND_COUNTRIES`` (IT, FR), so their formats are tried
@@ -143,11 +140,6 @@ class PlateFormats:
                 for i, j in itertools.combinations(range(len(text)), 2):
                     for (ai, ci), (aj, cj) in itertools.product(options[i], options[j]):
                         consider(ci + cj, text[:i] + ai + text[i + 1:j] + aj + text[j + 1:])
-        else:
-            for i, ch in enumerate(text):
-                swap = _CONFUSABLE.get(ch)
-                if swap is not None:
-                    consider(confs[i], text[:i] + swap + text[i + 1:])
         if best is None and len(text) > 4:
             for i in (0, len(text) - 1):
                 if confs[i] < EDGE_DROP_CONFIDENCE:

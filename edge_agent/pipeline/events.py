@@ -28,12 +28,13 @@ from edge_agent.pipeline.motion import MotionResult
 from edge_agent.pipeline.tracking import TrackResult, box_direction
 
 
-def published_check(formats: PlateFormats, text: str, char_confidences: tuple[float, ...],
-                    best: PlateRead, right_band: bool | None) -> FormatCheck:
-    """The format check of the text a pole publishes (a track's voted text; a photo's one read): checked
-    again, with the same right-band cue as the reader's, and when it is the reader's own text, the
-    reader's correction of the model's read stays on record."""
-    check = formats.check(text, char_confidences, right_band=right_band)
+def published_check(formats: PlateFormats, text: str, best: PlateRead, right_band: bool | None) -> FormatCheck:
+    """The format check of the text a pole publishes (a track's voted text; a photo's one read): which
+    enabled format it fits, with the same right-band cue as the reader's, and when it is the reader's
+    own text, the reader's correction of the model's read stays on record. Nothing is re-chosen here:
+    every read was checked with the model's own second choices when it was read (``PlateReader``), and
+    the vote picks one of those texts."""
+    check = formats.check(text, right_band=right_band)
     if check.corrected_from is None and best.text == check.text and best.corrected_from is not None:
         return FormatCheck(check.text, check.country, best.corrected_from)
     return check

@@ -179,7 +179,7 @@ class FramePipeline:
         return out
 
     def _plate_events(self, track: TrackResult) -> list[Event]:
-        check = published_check(self.formats, track.text, track.char_confidences, track.best.read, track.right_band)
+        check = published_check(self.formats, track.text, track.best.read, track.right_band)
         low = not check.valid or track.confidence < self._cfg.tracking.low_confidence
         if track.frames < 2 and low:
             # One doubtful read in one frame is mostly a badge, a sign or a half-seen plate; a real
