@@ -33,7 +33,7 @@ def published_check(formats: PlateFormats, text: str, best: PlateRead, right_ban
     enabled format it fits, with the same right-band cue as the reader's, and when it is the reader's
     own text, the reader's correction of the model's read stays on record. Nothing is re-chosen here:
     every read was checked with the model's own second choices when it was read (``PlateReader``), and
-    the vote picks one of those texts."""
+    the vote is over those checked texts, character by character."""
     check = formats.check(text, right_band=right_band)
     if check.corrected_from is None and best.text == check.text and best.corrected_from is not None:
         return FormatCheck(check.text, check.country, best.corrected_from)
