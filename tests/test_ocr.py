@@ -62,7 +62,7 @@ def test_empty_crop_reads_nothing(ocr: PlateOCR) -> None:
 
 
 def test_version_names_model(ocr: PlateOCR) -> None:
-    assert ocr.version.startswith("plate_ocr-")
+    assert ocr.version.startswith("plate_ocr@")
     assert DEFAULT_MODEL.stat().st_size < 4 * 1024 * 1024
 
 

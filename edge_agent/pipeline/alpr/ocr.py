@@ -8,31 +8,17 @@ Greedy CTC decoding is exact enough here: plates have no dictionary to search.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from edge_agent.pipeline.alpr.runtime import load_interpreter, model_version
 from edge_agent.pipeline.alpr.types import ModelError, OcrRead
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BLANK = len(ALPHABET)
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "plate_ocr.tflite"
-
-
-def _interpreter_class() -> Any:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError as exc:
-            raise ModelError(
-                "no TFLite runtime: install ai-edge-litert (or tflite-runtime) to run the plate OCR"
-            ) from exc
-    return Interpreter
 
 
 class PlateOCR:
@@ -44,20 +30,8 @@ class PlateOCR:
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
-        if not path.is_file():
-            raise ModelError(f"plate OCR model not found: {path}")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"plate OCR model unreadable: {path}: {exc}") from exc
-        self._version = f"{path.stem}-{hashlib.sha256(data).hexdigest()[:12]}"
-        try:
-            it = _interpreter_class()(model_content=data, num_threads=max(1, threads))
-            it.allocate_tensors()
-        except ModelError:
-            raise
-        except Exception as exc:  # the runtime raises ValueError/RuntimeError for a bad flatbuffer
-            raise ModelError(f"plate OCR model is not a valid TFLite file: {path}: {exc}") from exc
+        it = load_interpreter(path, threads, "plate OCR")
+        self._version = model_version(path)
         self._it = it
         ins, outs = it.get_input_details(), it.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
@@ -83,7 +57,7 @@ class PlateOCR:
 
     @property
     def version(self) -> str:
-        """Model file stem and content hash, e.g. ``plate_ocr-3f2a9c0d1e4b``."""
+        """Model file stem and content hash, e.g. ``plate_ocr@3f2a9c0d1e4b`` (``runtime.model_version``)."""
         return self._version
 
     @property
