@@ -379,3 +379,31 @@ def test_a_read_that_fits_no_enabled_layout_is_published_as_read() -> None:
     record = plate_record(read, PlateReader().formats, low_confidence=0.6)
     assert (record["text"], record["country"], record["corrected_from"]) == ("80HF583", None, None)
     assert record["read_status"] == "partial"
+
+
+def _close_up(text: str, share: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    plate = render_plate(text)
+    pw = int(640 * share)
+    ph = int(pw * plate.shape[0] / plate.shape[1])
+    x, y = (640 - pw) // 2, (480 - ph) // 2
+    frame[y:y + ph, x:x + pw] = cv2.resize(plate, (pw, ph), interpolation=cv2.INTER_AREA)
+    return frame, (x, y, pw, ph)
+
+
+def test_a_plate_wider_than_the_models_largest_box_is_found_by_a_zoomed_out_look() -> None:
+    # A close-up photo: the plate spans the frame, twice the widest box the detector draws. The plain
+    # pass misses it (or boxes half of it); the reader looks again with the frame shrunk twice as much.
+    reader = PlateReader()
+    for text in ("AB123CD", "EF456GH"):
+        frame, truth = _close_up(text, 0.95)
+        assert not any(box_iou(d.box, truth) >= 0.5 for d in reader.detector.detect(frame))
+        before = reader.zoomed_out_looks
+        reads = reader.read(frame)
+        assert reader.zoomed_out_looks == before + 1
+        assert [r.text for r in reads if box_iou(r.box, truth) >= 0.8] == [text]
+    # A plate of ordinary size takes no second pass.
+    frame, truth = _close_up("AB123CD", 0.25)
+    before = reader.zoomed_out_looks
+    assert [r.text for r in reader.read(frame) if box_iou(r.box, truth) >= 0.5] == ["AB123CD"]
+    assert reader.zoomed_out_looks == before

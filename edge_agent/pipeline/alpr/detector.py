@@ -74,9 +74,9 @@ class PlateDetector:
         self._feed()
         self._interp.invoke()
 
-    def _letterbox(self, image: np.ndarray) -> float:
+    def _letterbox(self, image: np.ndarray, zoom_out: float) -> float:
         h, w = image.shape[:2]
-        scale = float(min(self.input_w / w, self.input_h / h))
+        scale = float(min(self.input_w / w, self.input_h / h)) / zoom_out
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         # Grey first: INTER_AREA (the anti-aliased shrink the model was trained with) costs per
         # channel, and measured ~1.7x slower on BGR than cvtColor + grey resize.
@@ -105,17 +105,23 @@ class PlateDetector:
             out = (out.astype(np.float32) - zp) * s
         return np.asarray(out, np.float32)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Plates in ``image`` (BGR or grey), best first."""
+    def detect(self, image: np.ndarray, *, zoom_out: float = 1.0, min_score: float | None = None) -> list[Detection]:
+        """Plates in ``image`` (BGR or grey), best first.
+
+        ``zoom_out`` > 1 shrinks the image that much more than the input needs, the rest padded: a plate
+        wider than the largest box the model draws (about half the input) fits again. ``min_score``
+        (default ``score_threshold``) also returns weaker candidates, after every stronger one.
+        """
         if image.ndim not in (2, 3) or image.shape[0] < 8 or image.shape[1] < 8:
             return []
-        scale = self._letterbox(image)
+        scale = self._letterbox(image, max(1.0, zoom_out))
         self._feed()
         self._interp.invoke()
         heat = self._output(self._heat)[:, :, 0]
         reg = self._output(self._reg)
 
-        logit_thr = math.log(self.score_threshold / (1 - self.score_threshold))
+        floor = self.score_threshold if min_score is None else min(max(min_score, 1e-4), 1 - 1e-4)
+        logit_thr = math.log(floor / (1 - floor))
         peaks = (heat >= cv2.dilate(heat, self._kernel)) & (heat > logit_thr)
         # Peaks in the padding are not in the picture.
         nh, nw = self._last_hw

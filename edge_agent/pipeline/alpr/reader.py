@@ -28,6 +28,16 @@ DEFAULT_OCR = MODELS_DIR / "plate_ocr.tflite"
 _MARGIN_X = 0.05
 _MARGIN_Y = 0.15
 
+# The detector draws boxes up to about half its input wide (plates up to ~170 px of 320 in training).
+# A plate much wider than that, a close-up photo, is seen as a weak candidate about half the frame
+# wide, and missed: a candidate this wide (share of the frame's long side) and at least this sure
+# earns a second, zoomed-out look (the frame shrunk twice as much), where the plate fits. A pole's
+# frames never hold plates that big, so it costs them nothing. Set from the model's geometry, then
+# checked on close-ups cut from the held-out photos (``plate_detector.md``).
+_WIDE_CANDIDATE = 0.4
+_WIDE_CANDIDATE_SCORE = 0.1
+_ZOOM_OUT = 2.0
+
 
 class PlateReader:
     """Finds and reads licence plates in BGR frames with the packaged TFLite models.
@@ -65,33 +75,34 @@ class PlateReader:
         self.rectify = rectify
         self.formats = PlateFormats(formats)
         self.second_looks = 0  # frames that got a second, closer detector pass (see read)
+        self.zoomed_out_looks = 0  # frames that got a second, zoomed-out pass (a plate too big for the model's boxes)
 
     @property
     def model_versions(self) -> dict[str, str]:
         return {"plate_detector": self.detector.version, "plate_ocr": str(self.ocr.version)}
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """Plate boxes only (no OCR): for benchmarks and for callers that read later."""
-        return self.detector.detect(_check_image(image_bgr))
+        """Plate boxes only (no OCR), as ``read`` finds them: for benchmarks and for callers that read later."""
+        return self.detections(_check_image(image_bgr))
 
     def detections(self, image: np.ndarray, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[Detection]:
-        """The detector's boxes in the whole frame, and from a second look around ``regions`` (see ``read``)."""
-        found = self.detector.detect(image)
+        """The detector's boxes in the whole frame, from a zoomed-out look when a candidate is about as wide
+        as the model's largest box, and from a second look around ``regions`` (see ``read``)."""
+        threshold = self.detector.score_threshold
+        candidates = self.detector.detect(image, min_score=min(threshold, _WIDE_CANDIDATE_SCORE))
+        found = [d for d in candidates if d.score >= threshold]
+        if any(d.box[2] >= _WIDE_CANDIDATE * max(image.shape[:2]) for d in candidates):
+            self.zoomed_out_looks += 1
+            for det in self.detector.detect(image, zoom_out=_ZOOM_OUT):
+                _merge(found, det)
         side = max(self.detector.input_w, self.detector.input_h)
         look = second_look_region(regions, image.shape[1], image.shape[0], side)
-        if look is None:
-            return found
-        self.second_looks += 1
-        lx, ly, lw, lh = look
-        for det in self.detector.detect(image[ly:ly + lh, lx:lx + lw]):
-            x, y, w, h = det.box
-            near = Detection((x + lx, y + ly, w, h), det.score)
-            same = [i for i, f in enumerate(found) if box_iou(f.box, near.box) > 0.3]
-            if not same:
-                found.append(near)
-            elif all(found[i].score < near.score for i in same):
-                # The closer look's box of the same plate: tighter, and surer.
-                found[same[0]] = near
+        if look is not None:
+            self.second_looks += 1
+            lx, ly, lw, lh = look
+            for det in self.detector.detect(image[ly:ly + lh, lx:lx + lw]):
+                x, y, w, h = det.box
+                _merge(found, Detection((x + lx, y + ly, w, h), det.score))
         found.sort(key=lambda d: -d.score)
         return found[: self.detector.max_plates]
 
@@ -147,6 +158,16 @@ class PlateReader:
             if r is not None:
                 reads.append(r)
         return reads
+
+
+def _merge(found: list[Detection], det: Detection) -> None:
+    """Adds another look's box to ``found``: a new plate, or the same plate seen surer (a closer look's box
+    is tighter, a zoomed-out look's box fits a plate too big for the first), which replaces the first."""
+    same = [i for i, f in enumerate(found) if box_iou(f.box, det.box) > 0.3]
+    if not same:
+        found.append(det)
+    elif all(found[i].score < det.score for i in same):
+        found[same[0]] = det
 
 
 def second_look_region(regions: Sequence[tuple[int, int, int, int]], frame_w: int, frame_h: int,
