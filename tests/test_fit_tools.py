@@ -105,3 +105,20 @@ def test_non_plate_text_is_drawn_away_from_the_plates() -> None:
         assert (img[y:y + h + 1, x:x + w + 1] == before[y:y + h + 1, x:x + w + 1]).all()
         changed += int((img != before).any())
     assert changed > 2000, "most samples get some text"
+
+
+def test_a_tilted_plate_is_taught_with_the_box_around_all_of_it() -> None:
+    # Samples are tilted up to ROLL_DEG (a tilted photo or camera): the taught box must still enclose
+    # every pixel of the pasted plate, as annotators box a tilted plate.
+    import random
+
+    rng = random.Random(3)
+    angles = [train_detector.roll_deg(rng) for _ in range(4000)]
+    assert max(abs(a) for a in angles) <= train_detector.ROLL_DEG
+    assert sum(abs(a) > 10 for a in angles) > 400, "some samples are clearly tilted"
+    plate = np.full((40, 160), 255, np.uint8)
+    for _ in range(300):
+        canvas = np.zeros((train_detector.TRAIN, train_detector.TRAIN), np.uint8)
+        x, y, w, h = train_detector.paste(canvas, plate, (60.0, 100.0, 120.0, 30.0), rng)
+        ys, xs = np.nonzero(canvas > 0)
+        assert xs.min() >= x - 1 and xs.max() <= x + w + 1 and ys.min() >= y - 1 and ys.max() <= y + h + 1
