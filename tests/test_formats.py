@@ -85,6 +85,21 @@ def test_the_models_own_alternatives_may_fix_two_glyphs() -> None:
     assert (c.text, c.country, c.corrected_from) == ("BB123CB", "IT", "8B123C8")
 
 
+def test_a_published_text_may_only_read_o_and_0_as_its_layout_needs() -> None:
+    # Many plates draw O and 0 with one glyph: a voted RK340A0 is the Slovak-shaped RK340AO (a pole
+    # published it as "read" before the look-alike table went, and must still). Nothing else changes.
+    f = PlateFormats(["IT", "SK"])
+    c = f.fit("RK340A0")
+    assert (c.text, c.country, c.corrected_from) == ("RK340AO", "SK", "RK340A0")
+    assert f.fit("AB1O3CD").text == "AB103CD"
+    assert f.fit("AB123CD") == f.check("AB123CD")
+    for text in ("80HF583", "LM298A1", "AB12SCD"):
+        c = f.fit(text)
+        assert (c.text, c.country, c.corrected_from) == (text, None, None)
+    # The right band: Italian or French first, as for check.
+    assert PlateFormats(["SK", "FR"]).fit("AB123CD", right_band=True).country == "FR"
+
+
 def test_a_glyph_the_model_did_not_offer_is_never_chosen() -> None:
     # With the model's alternatives given, the static confusable table is not used: S -> 5 needs the model.
     c = PlateFormats(["IT"]).check("AB12SCD", [0.9] * 7, [()] * 7)

@@ -110,6 +110,22 @@ class PlateFormats:
                 return banded
         return self._check(self._compiled, text, char_confidences, alternatives)
 
+    def fit(self, text: str, right_band: bool | None = None) -> FormatCheck:
+        """The format a published text fits (a track's voted text, already checked read by read with the
+        model's second choices): as it is, or with its O and 0 read as the layout needs them, since many
+        plates draw both with one glyph (the scorers fold them too; a voted ``RK340A0`` is the Slovak
+        ``RK340AO``). No other character is changed. ``right_band``: as for ``check``."""
+        for compiled in ([self._banded] if right_band and self._banded else []) + [self._compiled]:
+            found = _first_fit(compiled, text)
+            if found is not None:
+                return FormatCheck(text, found)
+            same_glyph = [(self._rank[code], sum(a != b for a, b in zip(v, text, strict=True)), v, code)
+                          for v in _o_zero_variants(text) if (code := _first_fit(compiled, v)) is not None]
+            if same_glyph:
+                _, _, fitted, code = min(same_glyph)
+                return FormatCheck(fitted, code, corrected_from=text)
+        return FormatCheck(text, None)
+
     def _check(self, compiled: Sequence[tuple[str, re.Pattern[str]]], text: str, char_confidences: Sequence[float],
                alternatives: Sequence[Sequence[tuple[str, float]]]) -> FormatCheck:
         found = _first_fit(compiled, text)
@@ -167,6 +183,22 @@ class PlateFormats:
             narrowed = [c for c in fits if (c in RIGHT_BAND_COUNTRIES) == right_band]
             fits = narrowed or fits
         return fits[0], 1.0 / len(fits)
+
+
+def _o_zero_variants(text: str, most: int = 6) -> list[str]:
+    """``text`` with each O or 0 read either way (not ``text`` itself); none past ``most`` of them."""
+    at = [i for i, c in enumerate(text) if c in "O0"]
+    if not at or len(at) > most:
+        return []
+    out = []
+    for choice in itertools.product("O0", repeat=len(at)):
+        chars = list(text)
+        for i, c in zip(at, choice, strict=True):
+            chars[i] = c
+        v = "".join(chars)
+        if v != text:
+            out.append(v)
+    return out
 
 
 def _first_fit(compiled: Sequence[tuple[str, re.Pattern[str]]], text: str) -> str | None:

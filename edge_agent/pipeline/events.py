@@ -31,10 +31,11 @@ from edge_agent.pipeline.tracking import TrackResult, box_direction
 def published_check(formats: PlateFormats, text: str, best: PlateRead, right_band: bool | None) -> FormatCheck:
     """The format check of the text a pole publishes (a track's voted text; a photo's one read): which
     enabled format it fits, with the same right-band cue as the reader's, and when it is the reader's
-    own text, the reader's correction of the model's read stays on record. Nothing is re-chosen here:
-    every read was checked with the model's own second choices when it was read (``PlateReader``), and
-    the vote is over those checked texts, character by character."""
-    check = formats.check(text, right_band=right_band)
+    own text, the reader's correction of the model's read stays on record. No glyph is re-chosen here
+    (``PlateFormats.fit``: only O and 0, one glyph on many plates, are read as the layout needs): every
+    read was checked with the model's own second choices when it was read (``PlateReader``), and the vote
+    is over those checked texts, character by character."""
+    check = formats.fit(text, right_band=right_band)
     if check.corrected_from is None and best.text == check.text and best.corrected_from is not None:
         return FormatCheck(check.text, check.country, best.corrected_from)
     return check
