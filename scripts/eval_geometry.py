@@ -33,6 +33,7 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import eval_holdout  # noqa: E402  (the held-out sources, one home)
+from eval_alpr import fold  # noqa: E402  (the scorer's O = 0)
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
@@ -110,7 +111,7 @@ def main() -> int:
                     found += any(box_iou(d.box, box) >= 0.5 for d in reader.detect(pic))
                     reads = [r for r in reader.read(pic) if box_iou(r.box, box) >= 0.3]
                     read += bool(reads)
-                    exact += bool(t.text) and any(r.text.replace("O", "0") == t.text.replace("O", "0") for r in reads)
+                    exact += bool(t.text) and any(fold(r.text) == fold(t.text) for r in reads)
             if n:
                 print(f"{kind:5s} {value:5.2f}: {n:4d} plates  det@.5 {found / n:6.1%}  read@.3 {read / n:6.1%}  "
                       f"exact {exact / n:6.1%}", flush=True)

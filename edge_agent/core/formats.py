@@ -104,18 +104,18 @@ class PlateFormats:
         ``AB123CO`` fits the Slovak and Austrian formats as it stands: without the cue its O would never
         be re-chosen (the French Q read as O).
         """
-        if right_band and self._banded:
-            banded = self._check(self._banded, text, char_confidences, alternatives)
-            if banded.valid:
-                return banded
-        return self._check(self._compiled, text, char_confidences, alternatives)
+        for compiled in self._in_order(right_band):
+            check = self._check(compiled, text, char_confidences, alternatives)
+            if check.valid:
+                return check
+        return check
 
     def fit(self, text: str, right_band: bool | None = None) -> FormatCheck:
         """The format a published text fits (a track's voted text, already checked read by read with the
         model's second choices): as it is, or with its O and 0 read as the layout needs them, since many
         plates draw both with one glyph (the scorers fold them too; a voted ``RK340A0`` is the Slovak
         ``RK340AO``). No other character is changed. ``right_band``: as for ``check``."""
-        for compiled in ([self._banded] if right_band and self._banded else []) + [self._compiled]:
+        for compiled in self._in_order(right_band):
             found = _first_fit(compiled, text)
             if found is not None:
                 return FormatCheck(text, found)
@@ -125,6 +125,10 @@ class PlateFormats:
                 _, _, fitted, code = min(same_glyph)
                 return FormatCheck(fitted, code, corrected_from=text)
         return FormatCheck(text, None)
+
+    def _in_order(self, right_band: bool | None) -> list[list[tuple[str, re.Pattern[str]]]]:
+        """The formats to try, in turn: with a right band seen, the band countries' first, then all."""
+        return [self._banded, self._compiled] if right_band and self._banded else [self._compiled]
 
     def _check(self, compiled: Sequence[tuple[str, re.Pattern[str]]], text: str, char_confidences: Sequence[float],
                alternatives: Sequence[Sequence[tuple[str, float]]]) -> FormatCheck:
