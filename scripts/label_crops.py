@@ -32,7 +32,10 @@ _FORMATS = agent_module.load("edge_agent/core/formats.py")  # the reader's plate
 
 # Plate formats after removing spaces, dashes and emblems. They are deliberately
 # country-specific rather than "any 4-8 alphanumerics": a read that fits no real
-# format is far more often a teacher error than an exotic plate.
+# format is far more often a teacher error than an exotic plate. Broader than the pole's layouts
+# (``core/formats.py``) on purpose: a sanity filter for teacher reads of plates from all over Europe
+# (Belgian, Dutch, Irish, British private plates), not a country check: the pole's layouts reject 151
+# of the EU-crop labels, most of them right (``plate_ocr.md``, Limitations).
 PLATE_FORMATS: dict[str, str] = {
     "SK_IT_FR": r"[A-Z]{2}\d{3}[A-Z]{2}",
     "DE": r"[A-Z]{1,3}[A-Z]{1,2}\d{1,4}[EH]?",
