@@ -78,6 +78,19 @@ def test_corrupt_model_raises(tmp_path: Path) -> None:
         PlateOCR(bad)
 
 
+def test_unreadable_model_raises_a_model_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any file, so the unreadable file is the read failing as it does without permission.
+    model = tmp_path / "plate_ocr.tflite"
+    model.write_bytes(DEFAULT_MODEL.read_bytes())
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ModelError, match=r"unreadable: .*Permission denied"):
+        PlateOCR(model)
+
+
 def test_wrong_model_raises() -> None:
     # Any other TFLite model (here the detector, when present) must be refused by shape.
     others = [p for p in (REPO / "edge_agent" / "models").glob("*.tflite") if p.name != DEFAULT_MODEL.name]

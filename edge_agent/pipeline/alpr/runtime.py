@@ -25,7 +25,10 @@ except ImportError:  # pragma: no cover - depends on the installed runtime
 
 def model_version(path: Path) -> str:
     """``name@sha256[:12]``: identifies the exact model file in health reports and events."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise ModelError(f"model {path} is unreadable: {exc}") from None
     return f"{path.stem}@{digest}"
 
 
@@ -63,8 +66,12 @@ def load_interpreter(path: Path, threads: int, what: str) -> Any:
     if not path.is_file():
         raise ModelError(f"{what} model not found: {path}")
     try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{what} model {path} is unreadable: {exc}") from None
+    try:
         with _without_runtime_banner():
-            interp = _Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+            interp = _Interpreter(model_content=data, num_threads=max(1, int(threads)))
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{what} model {path} is not a valid TFLite model: {exc}") from None
