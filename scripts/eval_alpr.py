@@ -91,6 +91,7 @@ class Tally:
     texted: int = 0  # the same three over the plates whose annotation has a text
     texted_exact: int = 0
     texted_edits: int = 0
+    texted_wrong: int = 0  # texted plates the reader reported (IoU >= 0.3) with another text
 
     def add(self, other: Tally) -> None:
         for f in fields(self):
@@ -132,6 +133,7 @@ def score_image(
             tally.texted += 1
             tally.texted_exact += ok
             tally.texted_edits += dist
+            tally.texted_wrong += bool(got) and not ok
         if (not ok and (t.text or list_box_only)) or v < 0.5:
             failures.append(f"{name}: truth {t.text} got {got or '-'} (IoU {v:.2f}, detector IoU {dv:.2f})")
     extra = [r for j, r in enumerate(reads) if j not in matched]

@@ -13,7 +13,9 @@ out is decided by ``scripts/splits.py`` (the trainers ask it too). Sources, unde
 a box with no text counts for the recalls and false plates, not for exact reads and CER.
 
 Per source and pooled (TOTAL): images, plates, detector recall at IoU 0.5 / 0.3, reader recall at IoU
-0.5, false plates per image, and where texts exist exact reads (O and 0 the same) and CER.
+0.5, false plates per image, and where texts exist exact reads (O and 0 the same) and CER. Under the
+table, the reader score the model cards judge candidates by: plates with a text read right, minus
+those read wrong, minus false plates (pooled over the held-out sources).
 
 ``--sweep`` runs the detector at each threshold 0.15 to 0.60 (the boxes at one threshold are not quite
 those of a lower one filtered by score: the quantized heatmap has ties, whose order depends on the other
@@ -205,6 +207,12 @@ def metrics(name: str, folder: str, part: str, t: Tally, false_dets: int) -> dic
         "texted_plates": t.texted,
         "exact_accuracy": _ratio(t.texted_exact, t.texted),
         "char_error_rate": _ratio(t.texted_edits, t.chars) if t.texted else None,
+        # What candidates are judged by (the model cards' "reader score"): a wrong plate published costs
+        # as much as a right one gains, and a false plate as much as a wrong one.
+        "texted_read_right": t.texted_exact,
+        "texted_read_wrong": t.texted_wrong,
+        "false_plates": t.false_plates,
+        "reader_score": t.texted_exact - t.texted_wrong - t.false_plates,
     }
 
 
@@ -359,6 +367,11 @@ def main() -> int:
     print(f"datasets   {root}")
     print(f"threshold  {threshold} (detector score)\n")
     print_table(rows)
+    for m in rows:
+        if m["source"] == "TOTAL":
+            print(f"\nreader score {m['reader_score']}: of {m['texted_plates']} plates with a text, "
+                  f"{m['texted_read_right']} read right, {m['texted_read_wrong']} read wrong; "
+                  f"{m['false_plates']} false plates")
     if sw is not None:
         print_sweep(sw, sum(len(s.items) for s in held), sum(len(t) for s in held for _, t in s.items))
     print(f"\n{seconds} s (detect + read, {args.threads} thread{'s' if args.threads != 1 else ''})")

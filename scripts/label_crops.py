@@ -8,10 +8,13 @@ dealer frames, the German registration seal read as "8" or "&") do not become la
 
 Labels go to a TSV cache outside the repository: ``path<TAB>text<TAB>score<TAB>rows<TAB>box``
 (box ``x,y,w,h`` only for plates in full photos).
-The images themselves are never copied.
+The images themselves are never copied. Teacher reads checked by eye and found wrong are
+corrected from ``scripts/label_fixes.tsv`` as the labels are written; ``--fix-only`` applies
+that file to an existing label TSV without running the teacher again.
 
     /work/train-venv/bin/python scripts/label_crops.py \
         --datasets ../shared/datasets --out ../ckpt/ocr/crop_labels.tsv
+    python scripts/label_crops.py --fix-only ../ckpt/ocr/crop_labels.tsv --out ../ckpt/ocr/crop_labels.tsv
 """
 
 from __future__ import annotations
@@ -72,6 +75,48 @@ SOURCE_FORMATS: dict[str, re.Pattern[str]] = {
 # removed where a letter group follows it, which no non-German format has.
 _SEAL = r"(?:[8&0o°%*@Q·•]|[^\x00-\x7f])"
 _DE_SEAL_RE = re.compile(rf"^([A-Z]{{1,3}})[\s\-.]*{_SEAL}[\s\-.]*([A-Z]{{1,2}})[\s\-.]*(\d{{1,4}}[EH]?)$")
+
+
+FIXES = Path(__file__).with_name("label_fixes.tsv")
+
+
+def load_fixes(path: Path = FIXES) -> dict[str, tuple[str, str | None]]:
+    """``folder/file`` -> (the teacher's text, the plate's text or None to drop the crop)."""
+    fixes: dict[str, tuple[str, str | None]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or fields[0] in fixes:
+            raise ValueError(f"{path}:{n}: want one 'folder/file<TAB>teacher text<TAB>text' line per crop")
+        fixes[fields[0]] = (fields[1], None if fields[2] == "-" else fields[2])
+    return fixes
+
+
+def fixed_label(fixes: dict[str, tuple[str, str | None]], image: Path, text: str) -> str | None:
+    """The label for ``image`` after the checked fixes: as read, corrected, or None (dropped).
+
+    A fix applies only to the teacher text it was checked against: a different read of the same
+    crop (a new teacher, a new crop cut) is kept as read rather than overwritten blindly."""
+    fix = fixes.get(f"{image.parent.name}/{image.name}")
+    if fix is None or fix[0] != text:
+        return text
+    return fix[1]
+
+
+def apply_fixes(lines: list[str], fixes: dict[str, tuple[str, str | None]]) -> tuple[list[str], int]:
+    """Label TSV lines with the fixes applied, and how many lines changed or went."""
+    out, changed = [], 0
+    for line in lines:
+        fields = line.split("\t")
+        text = fixed_label(fixes, Path(fields[0]), fields[1]) if len(fields) > 1 else fields[0]
+        if len(fields) > 1 and text != fields[1]:
+            changed += 1
+            if text is None:
+                continue
+            fields[1] = text
+        out.append("\t".join(fields))
+    return out, changed
 
 
 def clean_read(raw: str, fmt: re.Pattern[str] | None = None) -> str | None:
@@ -166,7 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "ckpt/ocr/crop_labels.tsv")
     ap.add_argument("--min-score", type=float, default=0.9)
     ap.add_argument("--limit", type=int, default=0, help="label at most this many crops per folder (debug)")
+    ap.add_argument("--fix-only", type=Path, metavar="TSV",
+                    help="apply scripts/label_fixes.tsv to this label TSV and write it to --out; no teacher")
     args = ap.parse_args(argv)
+    fixes = load_fixes()
+    if args.fix_only is not None:
+        given = args.fix_only.read_text(encoding="utf-8").splitlines()
+        lines, changed = apply_fixes(given, fixes)
+        tmp_out = args.out.with_suffix(".tmp")
+        tmp_out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp_out.replace(args.out)
+        print(f"{changed} of {len(given)} labels fixed or dropped; wrote {args.out}")
+        return 0
 
     from tqdm import tqdm
 
@@ -214,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
                 crop = img[max(0, y) : y + h, max(0, x) : x + w]
                 crop = cv2.resize(crop, (max(8, int(crop.shape[0] * 4.6)), crop.shape[0]))
             res = label_one(teacher, crop, two_rows, args.min_score, SOURCE_FORMATS.get(folder))
-            if res is None:
+            text = None if res is None else fixed_label(fixes, path, res[0])
+            if res is None or text is None:
                 continue
             kept[folder] = kept.get(folder, 0) + 1
             box_s = ",".join(map(str, box)) if box else ""
-            fh.write(f"{path.resolve()}\t{res[0]}\t{res[1]:.4f}\t{2 if two_rows else 1}\t{box_s}\n")
+            fh.write(f"{path.resolve()}\t{text}\t{res[1]:.4f}\t{2 if two_rows else 1}\t{box_s}\n")
     tmp.replace(args.out)
     for folder, n in seen.items():
         print(f"{folder}: kept {kept.get(folder, 0)}/{n}")

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.sources.plate_render import render_plate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,19 @@ def test_box_only_plates_count_for_recall_not_for_reads() -> None:
     score_image("x.jpg", truths, [(10.0, 10.0, 100.0, 25.0)], [], t, [])
     assert (t.images, t.plates, t.det5, t.hit5, t.false_plates) == (1, 2, 1, 0, 0)
     assert (t.texted, t.texted_exact, t.texted_edits, t.chars) == (1, 0, 7, 7)
+
+
+def test_reader_score_counts_right_wrong_and_false_plates() -> None:
+    t = Tally()
+    truths = [Truth((10.0, 10.0, 100.0, 25.0), "AB123CD"), Truth((300.0, 10.0, 100.0, 25.0), "XY987ZW"),
+              Truth((10.0, 200.0, 100.0, 25.0), "KR461EI")]
+    reads = [PlateRead("AB123CD", (10, 10, 100, 25), 0.9), PlateRead("XY987ZV", (300, 10, 100, 25), 0.9),
+             PlateRead("QQ111QQ", (500, 300, 100, 25), 0.9)]
+    score_image("x.jpg", truths, [], reads, t, [])
+    # The third plate is not read at all: neither right nor wrong.
+    assert (t.texted, t.texted_exact, t.texted_wrong, t.false_plates) == (3, 1, 1, 1)
+    m = eval_holdout.metrics("x", "f", "validation", t, 0)
+    assert (m["texted_read_right"], m["texted_read_wrong"], m["false_plates"], m["reader_score"]) == (1, 1, 1, -1)
 
 
 def test_scores_held_out_part_per_source(

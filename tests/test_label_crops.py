@@ -12,6 +12,7 @@ from types import ModuleType
 
 import cv2
 import numpy as np
+import pytest
 
 from edge_agent.pipeline.alpr.band import band_sides
 from edge_agent.sources.plate_render import render_plate
@@ -52,3 +53,38 @@ def test_plates_without_bands_blue_plates_and_grey_crops_are_left_alone() -> Non
     assert lc.blank_blue_ends(blue) is blue
     grey = cv2.cvtColor(_crop(render_plate("AB123CD")), cv2.COLOR_BGR2GRAY)
     assert lc.blank_blue_ends(grey) is grey
+
+
+def test_the_shipped_fixes_parse_and_name_each_crop_once() -> None:
+    fixes = label_crops.load_fixes()
+    assert len(fixes) >= 60
+    for key, (teacher, text) in fixes.items():
+        folder, _, name = key.partition("/")
+        assert folder and name and "/" not in name, key
+        assert teacher and teacher != text, key
+        assert text is None or (text.isalnum() and text.isupper()), key
+
+
+def test_a_fix_applies_only_to_the_teacher_text_it_was_checked_against(tmp_path: Path) -> None:
+    fixes_file = tmp_path / "fixes.tsv"
+    fixes_file.write_text("# comment\neu-plate-crops/eu-1.png\tKR461E1\tKR461EI\n"
+                          "eu-plate-crops/eu-2.png\tAA148954\t-\n", encoding="utf-8")
+    fixes = label_crops.load_fixes(fixes_file)
+    crops = Path("/data/eu-plate-crops")
+    assert label_crops.fixed_label(fixes, crops / "eu-1.png", "KR461E1") == "KR461EI"
+    # Another teacher read of the same crop was never checked: kept as read.
+    assert label_crops.fixed_label(fixes, crops / "eu-1.png", "KR461EL") == "KR461EL"
+    assert label_crops.fixed_label(fixes, crops / "eu-2.png", "AA148954") is None
+    assert label_crops.fixed_label(fixes, crops / "eu-3.png", "AB123CD") == "AB123CD"
+    lines = [f"{crops}/eu-1.png\tKR461E1\t0.95\t1\t", f"{crops}/eu-2.png\tAA148954\t0.93\t1\t",
+             f"{crops}/eu-3.png\tAB123CD\t0.99\t1\t"]
+    out, changed = label_crops.apply_fixes(lines, fixes)
+    assert changed == 2
+    assert [line.split("\t")[1] for line in out] == ["KR461EI", "AB123CD"]
+
+
+def test_a_malformed_fixes_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "fixes.tsv"
+    bad.write_text("eu-plate-crops/eu-1.png\tKR461E1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"fixes\.tsv:1"):
+        label_crops.load_fixes(bad)
