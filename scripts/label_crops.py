@@ -9,8 +9,9 @@ dealer frames, the German registration seal read as "8" or "&") do not become la
 Labels go to a TSV cache outside the repository: ``path<TAB>text<TAB>score<TAB>rows<TAB>box``
 (box ``x,y,w,h`` only for plates in full photos).
 The images themselves are never copied. Teacher reads checked by eye and found wrong are
-corrected from ``scripts/label_fixes.tsv`` as the labels are written; ``--fix-only`` applies
-that file to an existing label TSV without running the teacher again.
+corrected from ``scripts/label_fixes.tsv`` as the labels are written, and crops the teacher could
+not label but a person could read are added from ``scripts/hand_labels.tsv``; ``--fix-only`` applies
+both files to an existing label TSV without running the teacher again.
 
     /work/train-venv/bin/python scripts/label_crops.py \
         --datasets ../shared/datasets --out ../ckpt/ocr/crop_labels.tsv
@@ -91,6 +92,34 @@ def load_fixes(path: Path = FIXES) -> dict[str, tuple[str, str | None]]:
             raise ValueError(f"{path}:{n}: want one 'folder/file<TAB>teacher text<TAB>text' line per crop")
         fixes[fields[0]] = (fields[1], None if fields[2] == "-" else fields[2])
     return fixes
+
+
+HAND_LABELS = Path(__file__).with_name("hand_labels.tsv")
+
+
+def load_hand_labels(path: Path = HAND_LABELS) -> dict[str, tuple[str, int]]:
+    """``folder/file`` -> (the plate's text, top row first; its rows, 1 or 2)."""
+    labels: dict[str, tuple[str, int]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if (len(fields) != 3 or fields[0] in labels or fields[2] not in ("1", "2")
+                or not (fields[1].isascii() and fields[1].isalnum() and fields[1] == fields[1].upper())):
+            raise ValueError(f"{path}:{n}: want one 'folder/file<TAB>TEXT<TAB>rows (1 or 2)' line per crop")
+        labels[fields[0]] = (fields[1], int(fields[2]))
+    return labels
+
+
+def hand_label_lines(datasets: Path, hand: dict[str, tuple[str, int]], have: set[str]) -> list[str]:
+    """Label lines (score 1.0, no box) for the hand-read crops whose key is not in ``have``."""
+    return [f"{(datasets / key).resolve()}\t{text}\t1.0000\t{rows}\t"
+            for key, (text, rows) in hand.items() if key not in have]
+
+
+def _key(path: str) -> str:
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}"
 
 
 def fixed_label(fixes: dict[str, tuple[str, str | None]], image: Path, text: str) -> str | None:
@@ -215,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="apply scripts/label_fixes.tsv to this label TSV and write it to --out; no teacher")
     args = ap.parse_args(argv)
     fixes = load_fixes()
+    hand = load_hand_labels()
     if args.fix_only is not None:
         given = args.fix_only.read_text(encoding="utf-8").splitlines()
         lines, changed = apply_fixes(given, fixes)
+        added = hand_label_lines(args.datasets, hand, {_key(line.split("\t")[0]) for line in given})
         tmp_out = args.out.with_suffix(".tmp")
-        tmp_out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        tmp_out.write_text("".join(line + "\n" for line in lines + added), encoding="utf-8")
         tmp_out.replace(args.out)
-        print(f"{changed} of {len(given)} labels fixed or dropped; wrote {args.out}")
+        print(f"{changed} of {len(given)} labels fixed or dropped, {len(added)} read by hand added; wrote {args.out}")
         return 0
 
     from tqdm import tqdm
@@ -252,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kept: dict[str, int] = {}
     seen: dict[str, int] = {}
+    written: set[str] = set()
     t0 = time.monotonic()
     tmp = args.out.with_suffix(".tmp")
     with tmp.open("w") as fh:
@@ -276,10 +308,16 @@ def main(argv: list[str] | None = None) -> int:
             kept[folder] = kept.get(folder, 0) + 1
             box_s = ",".join(map(str, box)) if box else ""
             fh.write(f"{path.resolve()}\t{text}\t{res[1]:.4f}\t{2 if two_rows else 1}\t{box_s}\n")
+            if box is None:
+                written.add(_key(str(path)))
+        # A crop the teacher could not label but a person could read (a boxed photo plate is keyed by
+        # its photo, so only ready-cut crops take hand labels).
+        added = hand_label_lines(args.datasets, hand, written)
+        fh.writelines(line + "\n" for line in added)
     tmp.replace(args.out)
     for folder, n in seen.items():
         print(f"{folder}: kept {kept.get(folder, 0)}/{n}")
-    print(f"wrote {args.out} in {time.monotonic() - t0:.0f} s")
+    print(f"{len(added)} crops read by hand added; wrote {args.out} in {time.monotonic() - t0:.0f} s")
     return 0
 
 

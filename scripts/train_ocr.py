@@ -473,6 +473,31 @@ def per_source_report(pred: list[str], texts: list[str], srcs: list[str]) -> tup
     return acc, line
 
 
+def plain_crop(s: Sample) -> np.ndarray:
+    """A held-out sample as validation reads it: the plain labelled box, no augmentation, no margin."""
+    grey = s.img if s.img.ndim == 2 else cv2.cvtColor(s.img, cv2.COLOR_BGR2GRAY)
+    if s.rows == 2:
+        h = TWO_ROW_CROP_H
+        w = max(8, round(h * _quad_aspect(s.quad)))
+        m = cv2.getPerspectiveTransform(s.quad.astype(np.float32), sp.full_quad(np.empty((h, w))))
+        crop = cv2.warpPerspective(grey, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        return two_row_to_ocr(crop)
+    m = cv2.getPerspectiveTransform(s.quad.astype(np.float32), sp.full_quad(np.empty((sp.OCR_H, sp.OCR_W))))
+    return cv2.warpPerspective(grey, m, (sp.OCR_W, sp.OCR_H), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+def validate(models: list[Path], val: list[Sample]) -> None:
+    """Each model file scored on the held-out crops exactly as an export is, with its misses listed."""
+    val_x = np.stack([plain_crop(s) for s in val])[..., None].astype(np.float32)
+    for model in models:
+        pred = tflite_predict(model, val_x)
+        _, line = per_source_report(pred, [s.text for s in val], [s.source for s in val])
+        print(f"{model}: {line}", flush=True)
+        for p, s in zip(pred, val, strict=True):
+            if fold(p) != fold(s.text):
+                print(f"  miss {s.source}/{s.name}: {s.text} read {p}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -493,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--float", action="store_true", help="export float32 instead of int8")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--validate", type=Path, nargs="+", metavar="TFLITE",
+                    help="only score these model files on the held-out crops (as the exports are) and stop")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--init-weights",
@@ -521,17 +548,9 @@ def main(argv: list[str] | None = None) -> int:
         f"backgrounds={len(backgrounds)} ({time.monotonic() - t_load:.0f} s)",
         flush=True,
     )
-
-    def plain_crop(s: Sample) -> np.ndarray:
-        grey = s.img if s.img.ndim == 2 else cv2.cvtColor(s.img, cv2.COLOR_BGR2GRAY)
-        if s.rows == 2:
-            h = TWO_ROW_CROP_H
-            w = max(8, round(h * _quad_aspect(s.quad)))
-            m = cv2.getPerspectiveTransform(s.quad.astype(np.float32), sp.full_quad(np.empty((h, w))))
-            crop = cv2.warpPerspective(grey, m, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-            return two_row_to_ocr(crop)
-        m = cv2.getPerspectiveTransform(s.quad.astype(np.float32), sp.full_quad(np.empty((sp.OCR_H, sp.OCR_W))))
-        return cv2.warpPerspective(grey, m, (sp.OCR_W, sp.OCR_H), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    if args.validate:
+        validate(args.validate, val)
+        return 0
 
     val_x = np.stack([plain_crop(s) for s in val])[..., None].astype(np.float32)
     val_t = [s.text for s in val]

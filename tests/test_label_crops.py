@@ -88,3 +88,27 @@ def test_a_malformed_fixes_file_is_refused_with_its_line(tmp_path: Path) -> None
     bad.write_text("eu-plate-crops/eu-1.png\tKR461E1\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"fixes\.tsv:1"):
         label_crops.load_fixes(bad)
+
+
+def test_the_shipped_hand_labels_parse_and_name_crops_the_teacher_left() -> None:
+    hand = label_crops.load_hand_labels()
+    assert len(hand) >= 400
+    assert {key.partition("/")[0] for key in hand} <= {"eu-plate-crops", "eu-plate-crops-2"}
+    fixes = label_crops.load_fixes()
+    assert not set(hand) & set(fixes), "a crop is either fixed or read by hand, not both"
+
+
+def test_fix_only_adds_hand_read_crops_once_and_refuses_bad_lines(tmp_path: Path) -> None:
+    datasets = tmp_path / "datasets"
+    hand_file = tmp_path / "hand.tsv"
+    hand_file.write_text("# comment\neu-plate-crops/eu-5.png\tIEB7989\t1\neu-plate-crops-2/x.jpg\tAH59817\t2\n",
+                         encoding="utf-8")
+    hand = label_crops.load_hand_labels(hand_file)
+    have = {"eu-plate-crops/eu-5.png"}  # already labelled (by the teacher): left as it is
+    lines = label_crops.hand_label_lines(datasets, hand, have)
+    assert lines == [f"{(datasets / 'eu-plate-crops-2/x.jpg').resolve()}\tAH59817\t1.0000\t2\t"]
+    for bad in ("eu-plate-crops/eu-1.png\tab123\t1\n", "eu-plate-crops/eu-1.png\tAB123CD\t3\n",
+                "eu-plate-crops/eu-1.png\tAB123CD\n"):
+        hand_file.write_text(bad, encoding="utf-8")
+        with pytest.raises(ValueError, match=r"hand\.tsv:1"):
+            label_crops.load_hand_labels(hand_file)
