@@ -112,3 +112,27 @@ def test_fix_only_adds_hand_read_crops_once_and_refuses_bad_lines(tmp_path: Path
         hand_file.write_text(bad, encoding="utf-8")
         with pytest.raises(ValueError, match=r"hand\.tsv:1"):
             label_crops.load_hand_labels(hand_file)
+
+
+def test_label_sheets_show_every_label_numbered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import label_sheets
+
+    crops = []
+    for i, text in enumerate(("AB123CD", "KR461EI", "AH59817")):
+        path = tmp_path / f"c{i}.png"
+        cv2.imwrite(str(path), render_plate(text))
+        crops.append(f"{path}\t{text}\t0.95\t1\t")
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), np.full((200, 300, 3), 128, np.uint8))
+    crops.append(f"{photo}\tZZ999ZZ\t0.95\t1\t20,30,120,30")
+    crops.append(f"{tmp_path / 'gone.png'}\tXX\t0.9\t1\t")
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("\n".join(crops) + "\n", encoding="utf-8")
+    out = tmp_path / "sheets"
+    assert label_sheets.main([str(labels), "--out", str(out), "--per-sheet", "2"]) == 0
+    sheets = sorted(out.glob("sheet-*.png"))
+    assert len(sheets) == 2  # two crops each; the last sheet would hold only the unreadable one
+    first = cv2.imread(str(sheets[0]))
+    assert first.shape == (label_sheets.TILE_H, 2 * (label_sheets.TILE_W + label_sheets.TEXT_W), 3)
+    said = capsys.readouterr().out
+    assert "5 labels on 2 sheets" in said and "1 unreadable" in said
