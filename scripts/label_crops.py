@@ -127,7 +127,7 @@ def fixed_label(fixes: dict[str, tuple[str, str | None]], image: Path, text: str
 
     A fix applies only to the teacher text it was checked against: a different read of the same
     crop (a new teacher, a new crop cut) is kept as read rather than overwritten blindly."""
-    fix = fixes.get(f"{image.parent.name}/{image.name}")
+    fix = fixes.get(_key(str(image)))
     if fix is None or fix[0] != text:
         return text
     return fix[1]
@@ -241,12 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-score", type=float, default=0.9)
     ap.add_argument("--limit", type=int, default=0, help="label at most this many crops per folder (debug)")
     ap.add_argument("--fix-only", type=Path, metavar="TSV",
-                    help="apply scripts/label_fixes.tsv to this label TSV and write it to --out; no teacher")
+                    help="apply scripts/label_fixes.tsv and scripts/hand_labels.tsv to this label TSV and write "
+                    "it to --out; no teacher")
     args = ap.parse_args(argv)
-    fixes = load_fixes()
-    hand = load_hand_labels()
+    try:
+        fixes = load_fixes()
+        hand = load_hand_labels()
+        given = args.fix_only.read_text(encoding="utf-8").splitlines() if args.fix_only is not None else []
+    except (OSError, ValueError) as exc:
+        print(f"label_crops: {exc}", file=sys.stderr)
+        return 1
     if args.fix_only is not None:
-        given = args.fix_only.read_text(encoding="utf-8").splitlines()
         lines, changed = apply_fixes(given, fixes)
         added = hand_label_lines(args.datasets, hand, {_key(line.split("\t")[0]) for line in given})
         tmp_out = args.out.with_suffix(".tmp")
