@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -89,6 +90,21 @@ def test_unreadable_model_raises_a_model_error(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(ModelError, match=r"unreadable: .*Permission denied"):
         PlateOCR(model)
+
+
+def test_the_version_is_the_hash_of_the_bytes_loaded_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[Path] = []
+    real = Path.read_bytes
+
+    def counted(self: Path) -> bytes:
+        reads.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    ocr = PlateOCR(DEFAULT_MODEL)
+    assert reads == [DEFAULT_MODEL]
+    digest = hashlib.sha256(real(DEFAULT_MODEL)).hexdigest()[:12]
+    assert ocr.version == f"plate_ocr@{digest}"
 
 
 def test_wrong_model_raises() -> None:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from edge_agent.core.boxes import box_iou
-from edge_agent.pipeline.alpr.runtime import load_interpreter, model_version
+from edge_agent.pipeline.alpr.runtime import load_interpreter
 from edge_agent.pipeline.alpr.types import ModelError
 
 
@@ -39,8 +39,7 @@ class PlateDetector:
         score_threshold: float = 0.35,
         max_plates: int = 8,
     ) -> None:
-        self._interp = load_interpreter(model_path, threads, "plate detector")
-        self.version = model_version(model_path)
+        self._interp, self.version = load_interpreter(model_path, threads, "plate detector")
         self.score_threshold = score_threshold
         self.max_plates = max_plates
 

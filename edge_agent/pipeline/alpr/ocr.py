@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.pipeline.alpr.runtime import load_interpreter, model_version
+from edge_agent.pipeline.alpr.runtime import load_interpreter
 from edge_agent.pipeline.alpr.types import ModelError, OcrRead
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -30,8 +30,7 @@ class PlateOCR:
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL
-        it = load_interpreter(path, threads, "plate OCR")
-        self._version = model_version(path)
+        it, self._version = load_interpreter(path, threads, "plate OCR")
         self._it = it
         ins, outs = it.get_input_details(), it.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
@@ -57,7 +56,7 @@ class PlateOCR:
 
     @property
     def version(self) -> str:
-        """Model file stem and content hash, e.g. ``plate_ocr@3f2a9c0d1e4b`` (``runtime.model_version``)."""
+        """Model file stem and content hash, e.g. ``plate_ocr@3f2a9c0d1e4b`` (``runtime.load_interpreter``)."""
         return self._version
 
     @property

@@ -23,15 +23,6 @@ except ImportError:  # pragma: no cover - depends on the installed runtime
         _Interpreter = None
 
 
-def model_version(path: Path) -> str:
-    """``name@sha256[:12]``: identifies the exact model file in health reports and events."""
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    except OSError as exc:
-        raise ModelError(f"model {path} is unreadable: {exc}") from None
-    return f"{path.stem}@{digest}"
-
-
 _BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
@@ -59,8 +50,12 @@ def _without_runtime_banner() -> Iterator[None]:
                 os.write(2, b"".join(rest))
 
 
-def load_interpreter(path: Path, threads: int, what: str) -> Any:
-    """A ready TFLite interpreter for ``path``, or ModelError saying what is wrong."""
+def load_interpreter(path: Path, threads: int, what: str) -> tuple[Any, str]:
+    """A ready TFLite interpreter for ``path`` and its version, or ModelError saying what is wrong.
+
+    The version, ``name@sha256[:12]``, identifies the model in health reports and events; it is the hash
+    of the very bytes the interpreter was built from (the file is read once), so it cannot name another
+    file written in between."""
     if _Interpreter is None:
         raise ModelError("no TFLite runtime installed: pip install ai-edge-litert")
     if not path.is_file():
@@ -75,4 +70,4 @@ def load_interpreter(path: Path, threads: int, what: str) -> Any:
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{what} model {path} is not a valid TFLite model: {exc}") from None
-    return interp
+    return interp, f"{path.stem}@{hashlib.sha256(data).hexdigest()[:12]}"
