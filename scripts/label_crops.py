@@ -138,13 +138,13 @@ def apply_fixes(lines: list[str], fixes: dict[str, tuple[str, str | None]]) -> t
     out, changed = [], 0
     for line in lines:
         fields = line.split("\t")
-        text = fixed_label(fixes, Path(fields[0]), fields[1]) if len(fields) > 1 else fields[0]
-        if len(fields) > 1 and text != fields[1]:
-            changed += 1
-            if text is None:
-                continue
-            fields[1] = text
-        out.append("\t".join(fields))
+        text = fixed_label(fixes, Path(fields[0]), fields[1]) if len(fields) > 1 else None
+        if len(fields) < 2 or text == fields[1]:
+            out.append(line)  # not a label line, or no fix for it
+            continue
+        changed += 1
+        if text is not None:
+            out.append("\t".join([fields[0], text, *fields[2:]]))
     return out, changed
 
 

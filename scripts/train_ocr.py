@@ -486,9 +486,14 @@ def plain_crop(s: Sample) -> np.ndarray:
     return cv2.warpPerspective(grey, m, (sp.OCR_W, sp.OCR_H), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
 
+def val_inputs(val: list[Sample]) -> np.ndarray:
+    """The held-out samples as one float batch ``[N, H, W, 1]``, as the exports are scored."""
+    return np.stack([plain_crop(s) for s in val])[..., None].astype(np.float32)
+
+
 def validate(models: list[Path], val: list[Sample]) -> None:
     """Each model file scored on the held-out crops exactly as an export is, with its misses listed."""
-    val_x = np.stack([plain_crop(s) for s in val])[..., None].astype(np.float32)
+    val_x = val_inputs(val)
     for model in models:
         pred = tflite_predict(model, val_x)
         _, line = per_source_report(pred, [s.text for s in val], [s.source for s in val])
@@ -552,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         validate(args.validate, val)
         return 0
 
-    val_x = np.stack([plain_crop(s) for s in val])[..., None].astype(np.float32)
+    val_x = val_inputs(val)
     val_t = [s.text for s in val]
     val_s = [s.source for s in val]
 
