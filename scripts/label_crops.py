@@ -111,6 +111,29 @@ def load_hand_labels(path: Path = HAND_LABELS) -> dict[str, tuple[str, int]]:
     return labels
 
 
+NEGATIVES = Path(__file__).with_name("ocr_negatives.tsv")
+
+
+def load_negatives(path: Path = NEGATIVES) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """(``folder/file``, plate-like box x, y, w, h) of each crop checked by eye to be no plate
+    (``scripts/mine_negatives.py``), in file order; the third column is a note."""
+    out: list[tuple[str, tuple[int, int, int, int]]] = []
+    seen: set[tuple[str, str]] = set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        box = tuple(int(v) for v in fields[1].split(",") if v.isdigit()) if len(fields) == 3 else ()
+        folder, _, name = fields[0].partition("/")
+        if (len(box) != 4 or box[2] < 1 or box[3] < 1 or not folder or not name or "/" in name
+                or folder.startswith(".") or (fields[0], fields[1]) in seen):
+            raise ValueError(f"{path}:{n}: want one 'folder/file<TAB>x,y,w,h<TAB>note' line per box")
+        seen.add((fields[0], fields[1]))
+        x, y, w, h = box
+        out.append((fields[0], (x, y, w, h)))
+    return out
+
+
 def hand_label_lines(datasets: Path, hand: dict[str, tuple[str, int]], have: set[str]) -> list[str]:
     """Label lines (score 1.0, no box) for the hand-read crops whose key is not in ``have``."""
     return [f"{(datasets / key).resolve()}\t{text}\t1.0000\t{rows}\t"

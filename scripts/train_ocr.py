@@ -8,7 +8,9 @@ Training data, mixed per batch (never eu-plates-dev, which is for evaluation onl
   * plates cut from the US/BR full photos with their box and text, the box jittered
     the way a detector box would be;
   * synthetic EU plates (scripts/synth_plates.py; one- and two-row, Italian and French
-    with the blue band at both ends) and the demo scene's Hershey plates.
+    with the blue band at both ends) and the demo scene's Hershey plates;
+  * with --negatives: crops where the detector fires on no plate (scripts/ocr_negatives.tsv,
+    checked by eye; scripts/mine_negatives.py finds them), whose text is empty.
 Synthetic data alone does not transfer to real plates, so real crops are the bulk (~60%).
 
 Validation is split by source with ``scripts/splits.py`` (the same split as the detector's):
@@ -47,6 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import agent_module
 import image_pack
+import label_crops
 import splits
 import synth_plates as sp
 
@@ -142,6 +145,21 @@ def _photo_sample(
     return Sample(region, quad, text, False, source, name)
 
 
+def load_negatives(ds: Path) -> list[Sample]:
+    """The crops checked to be no plate (``scripts/ocr_negatives.tsv``), as samples whose text is empty:
+    where the detector sees a plate that is not one, the OCR is taught to read nothing."""
+    out: list[Sample] = []
+    for key, box in label_crops.load_negatives():
+        folder, name = key.split("/")
+        if splits.held_out(folder, name):
+            raise ValueError(f"{key} is held out for validation (scripts/splits.py): not a training negative")
+        img = cv2.imread(str(ds / key))
+        if img is None:
+            raise ValueError(f"cannot read {ds / key} (scripts/ocr_negatives.tsv)")
+        out.append(_photo_sample(img, box, "", NEGATIVE_SOURCE, name))
+    return out
+
+
 def load_photo_plates(folder: Path) -> list[Sample]:
     """Plates cut from annotated full photos with context around them for box jitter."""
     out: list[Sample] = []
@@ -160,6 +178,7 @@ def load_photo_plates(folder: Path) -> list[Sample]:
 
 # The share of each source in a batch: ~66% real, ~34% synthetic (a solid share of Italian/French and
 # two-row plates).
+NEGATIVE_SOURCE = "negatives"
 MIX = {
     "eu-plate-crops": 0.21,
     "eu-plate-crops-2": 0.05,
@@ -173,16 +192,22 @@ MIX = {
     "synth-itfr": 0.12,
     "synth-2row": 0.11,
     "demo": 0.01,
+    # Only when the data holds them (load_data(..., negatives=True)): no-plate crops, text "".
+    NEGATIVE_SOURCE: 0.06,
 }
 
 
-def load_data(ds: Path, labels: Path) -> tuple[dict[str, list[Sample]], list[Sample], list[np.ndarray]]:
-    """Training samples by source, the held-out samples, and the synthetic plates' backgrounds."""
+def load_data(
+    ds: Path, labels: Path, negatives: bool = False
+) -> tuple[dict[str, list[Sample]], list[Sample], list[np.ndarray]]:
+    """Training samples by source, the held-out samples, and the synthetic plates' backgrounds;
+    ``negatives``: with the no-plate crops of ``scripts/ocr_negatives.tsv``."""
     loaded = (
         load_teacher_crops(labels)
         + load_br_crops(ds / "br-plate-crops")
         + load_photo_plates(ds / "plates-us-train")
         + load_photo_plates(ds / "plates-br-train")
+        + (load_negatives(ds) if negatives else [])
     )
     # Split by source with scripts/splits.py (shared with the detector): held-out images
     # never reach training. eu-plates-dev is never read here.
@@ -526,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validate", type=Path, nargs="+", metavar="TFLITE",
                     help="only score these model files on the held-out crops (as the exports are) and stop")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--negatives", action="store_true",
+                    help="also teach reading nothing on the no-plate crops of scripts/ocr_negatives.tsv")
     ap.add_argument(
         "--init-weights",
         type=Path,
@@ -543,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     t_load = time.monotonic()
-    sources, val, backgrounds = load_pack(args.data) if args.data else load_data(args.datasets, args.labels)
+    sources, val, backgrounds = (load_pack(args.data) if args.data
+                                 else load_data(args.datasets, args.labels, args.negatives))
     counts = {k: len(v) for k, v in sorted(sources.items())}
     vcounts: dict[str, int] = {}
     for smp in val:

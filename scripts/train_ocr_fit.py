@@ -39,12 +39,15 @@ def main() -> int:
     ap.add_argument("--datasets", type=Path,
                     default=Path(os.environ.get("EDGE_AGENT_DATASETS", to.REPO.parent / "shared" / "datasets")))
     ap.add_argument("--labels", type=Path, default=to.REPO.parent / "ckpt/ocr/crop_labels.tsv")
+    ap.add_argument("--negatives", action="store_true",
+                    help="with the no-plate crops of scripts/ocr_negatives.tsv (read as empty text)")
     args = ap.parse_args()
     if args.pack:
-        to.save_pack(args.pack, *to.load_data(args.datasets, args.labels))
+        to.save_pack(args.pack, *to.load_data(args.datasets, args.labels, args.negatives))
         print(f"wrote {args.pack} ({args.pack.stat().st_size / 1e6:.1f} MB)", flush=True)
         return 0
-    sources, val, backgrounds = to.load_pack(args.data) if args.data else to.load_data(args.datasets, args.labels)
+    sources, val, backgrounds = (to.load_pack(args.data) if args.data
+                                 else to.load_data(args.datasets, args.labels, args.negatives))
     print(f"data: {sum(len(v) for v in sources.values())} training samples, {len(val)} held out", flush=True)
     mixer = to.Mixer(sources, backgrounds, to.MIX)
 
