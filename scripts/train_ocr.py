@@ -176,9 +176,9 @@ def load_photo_plates(folder: Path) -> list[Sample]:
     return out
 
 
+NEGATIVE_SOURCE = "negatives"
 # The share of each source in a batch: ~66% real, ~34% synthetic (a solid share of Italian/French and
 # two-row plates).
-NEGATIVE_SOURCE = "negatives"
 MIX = {
     "eu-plate-crops": 0.21,
     "eu-plate-crops-2": 0.05,
