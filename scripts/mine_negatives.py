@@ -31,11 +31,12 @@ if str(SCRIPTS) not in sys.path:
 
 import splits  # noqa: E402
 from eval_alpr import load_annotations  # noqa: E402
+from eval_holdout import SOURCES  # noqa: E402
 
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
 
-PHOTO_SETS = ("plates-ro-boxes", "plates-tr-boxes", "plates-pl-boxes", "plates-us-train", "plates-br-train")
+PHOTO_SETS = tuple(SOURCES)  # the annotated photo sets, as eval_holdout scores their held-out part
 # A box sharing more than this share of its own area or of a plate's with an annotated plate is
 # (part of) that plate, not a negative.
 MAX_SHARED = 0.05
