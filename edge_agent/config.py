@@ -280,6 +280,9 @@ class ClipsConfig(_Section):
     max_clip_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
     max_pending: Annotated[int, Field(ge=1, le=100)] = 4
     wait_for_footage_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Refuse a request whose upload token travels in clear (upload_token) instead of sealed to this
+    # node's key (upload_token_sealed): whoever can read cmd/# on the broker would hold the token.
+    require_sealed_token: bool = True
 
 
 class UploadConfig(_Section):

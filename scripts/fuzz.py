@@ -60,6 +60,7 @@ from edge_agent.commands.router import CommandRouter
 from edge_agent.commands.signing import SignedCommandVerifier, sign_command
 from edge_agent.config import Config, ConfigError, load, validate
 from edge_agent.core.keys import generate_keypair, load_trusted_keys
+from edge_agent.core.sealing import context_for, seal
 from edge_agent.core.types import PipelineStats
 from edge_agent.footage.audit import AuditLog
 from edge_agent.footage.audit_trail import AuditTrail, audit_path
@@ -243,7 +244,7 @@ def _bodies(target: str, m: Wrap, extra: dict[str, st.SearchStrategy[Any]]) -> s
              "action": m(st.sampled_from(["replace", "add", "remove", "delete"]))},
             optional={"plates": m(st.lists(m(plates), max_size=8)), **extra})
     if target == "clip":
-        clean = m is _as_is  # a clean body is one the node accepts when it is signed properly
+        clean = m is _as_is  # a clean body is one the node accepts when it is signed properly (token sealed)
         cameras = ["cam0"] if clean else ["cam0", "cam1", "../cam0", "/dev/video0"]
         agencies = ["City Police", "Agency/Unit 7", "O'Brien & Co."] + ([] if clean else ["../../x", "a\x00b"])
         purposes = ["Proc. 1234/2026", "complaint #77: hit and run", "Denuncia n. 5/2026 (Procura di Milano)"] + (
@@ -286,6 +287,20 @@ SIGNING = ("none", "trusted", "trusted", "trusted", "trusted", "untrusted", "unk
            "expired", "too_far", "bad_nonce", "replay", "garbage_sig", "wrong_node", "wrong_command", "unbound")
 FORGED = {"untrusted", "unknown_key_id", "flipped", "altered", "expired", "too_far", "bad_nonce", "garbage_sig",
           "wrong_node", "wrong_command", "unbound"}
+
+
+def seal_token(h: Harness, body: dict[str, Any]) -> dict[str, Any]:
+    """A clip body with its token sealed to this node's key when the token's length is even (half of them,
+    so inputs reach acceptance); the others keep it in clear, which the node refuses
+    (clips.require_sealed_token)."""
+    token, rid = body.get("upload_token"), body.get("request_id")
+    if not (isinstance(token, str) and isinstance(rid, str) and len(token) % 2 == 0):
+        return body
+    try:
+        sealed = seal(token, h.footage.clips.node_key.public_key(), context_for(h.cfg.node_id, rid))
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8: leave the token in clear
+        return body
+    return {**{k: v for k, v in body.items() if k != "upload_token"}, "upload_token_sealed": sealed}
 
 
 def sign(h: Harness, body: dict[str, Any], mode: str, command: str = "") -> dict[str, Any]:
@@ -417,6 +432,8 @@ def command_test(h: Harness, box: TimeBox, target: str, c: Counter) -> Callable[
         if kind == "raw":
             payload = raw
         else:
+            if target == "clip":
+                body = seal_token(h, body)
             try:
                 signed = sign(h, body, mode, cmd)
             except ValueError:

@@ -20,7 +20,8 @@ from upload_receiver import Receiver, make_tls
 
 from edge_agent.cli import main
 from edge_agent.commands.signing import sign_command
-from edge_agent.core.keys import generate_keypair
+from edge_agent.core.keys import generate_keypair, load_public_key
+from edge_agent.core.sealing import context_for, seal
 from edge_agent.footage.audit import verify_file
 from edge_agent.footage.clips.upload import Uploader, UploadError, UploadSettings
 
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
 pytest_plugins = ("tus_fixture",)  # tus_server, tus_token
 
 TOKEN = "s3cret-bearer-token-for-case-42"
+
+
+def _node_pub(tmp_path: Path) -> Path:
+    """The public key the agent made for itself under its data_dir (what 'edge-agent provision' prints)."""
+    return tmp_path / "data" / "keys" / "node-signing.pub"
+
+
+def _sealed(token: str, request_id: str, node_pub: Path, node: str = "pole-test") -> dict[str, str]:
+    return {"upload_token_sealed": seal(token, load_public_key(node_pub), context_for(node, request_id))}
 
 
 def _sign(body: dict[str, Any], key: Ed25519PrivateKey, key_id: str = "ops1", node: str = "pole-test",
@@ -86,6 +96,7 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         rc = main(["ops", "request-clip", "--node", "pole-test", "--key", str(ops_key[0]), "--key-id", "ops1",
                    "--agency", "City Police", "--purpose", "Proc. 1234/2026 (hit and run)",
                    "--operator", "Isp. M. Rossi, matr. 4711", "--upload-url", rx.url, "--token-file", str(token_file),
+                   "--node-key", str(_node_pub(tmp_path)),
                    "--start", _iso(start), "--end", _iso(end), "--request-id", "case-42-a",
                    "--port", str(broker.port), "--timeout", "60"])
         out = capsys.readouterr().out
@@ -144,12 +155,17 @@ def test_clip_request_end_to_end_with_interrupted_upload(
         rc = main(["ops", "request-clip", "--node", "pole-test", "--key", str(ops_key[0]), "--key-id", "ops1",
                    "--agency", "City Police", "--purpose", "Proc. 1234/2026 (hit and run)",
                    "--operator", "Isp. M. Rossi, matr. 4711", "--upload-url", rx.url, "--token-file", str(token_file),
+                   "--node-key", str(_node_pub(tmp_path)),
                    "--start", _iso(start), "--end", _iso(end), "--request-id", "case-42-a",
                    "--port", str(broker.port), "--timeout", "20"])
         assert rc == 1 and "duplicate request_id" in capsys.readouterr().out
         wait_until(lambda: _health(collector)["uploads"]["done"] == 1, 10, "health to count the upload")
         assert _health(collector)["footage"]["disk_mb"] > 0
         assert TOKEN not in agent.output() and TOKEN not in json.dumps(audits)
+        # Sealed to the node's key: whoever reads cmd/# on the broker never sees the token.
+        requests = collector.on("/cmd/clip")
+        assert len(requests) == 2 and all("upload_token_sealed" in m.json() for m in requests)
+        assert not any(TOKEN.encode() in m.payload for m in requests)
         assert agent.terminate() == 0
     finally:
         rx.stop()
@@ -171,9 +187,13 @@ def test_every_rejection_has_its_reason_and_is_audited(
     def body(rid: str, **over: Any) -> dict[str, Any]:
         b = {"request_id": rid, "camera": "cam0", "start": _iso(now - timedelta(seconds=20)),
              "end": _iso(now - timedelta(seconds=10)), "agency": "City Police", "purpose": "Proc. 1234/2026",
-             "operator": "Isp. M. Rossi", "upload_url": "https://127.0.0.1:9/up", "upload_token": TOKEN}
+             "operator": "Isp. M. Rossi", "upload_url": "https://127.0.0.1:9/up",
+             **_sealed(TOKEN, rid, _node_pub(tmp_path))}
         b.update(over)
         return b
+
+    def unsealed(b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if k != "upload_token_sealed"}
 
     replayed = _sign(body("r-replay-1", end=_iso(now - timedelta(seconds=1)), start=_iso(now - timedelta(seconds=100))),
                      ops)
@@ -203,6 +223,18 @@ def test_every_rejection_has_its_reason_and_is_audited(
         ("r-fragment", _sign(body("r-fragment", upload_url="https://127.0.0.1:9/up#frag"), ops),
          "malformed request: upload_url must have no query", True),
         ("r-camera", _sign(body("r-camera", camera="cam7"), ops), "unknown camera", True),
+        # The token: in clear (clips.require_sealed_token), sealed for another request, for another node's key.
+        ("r-clear", _sign(unsealed(body("r-clear")) | {"upload_token": TOKEN}, ops), "upload_token in clear refused",
+         True),
+        ("r-moved", _sign(body("r-moved") | _sealed(TOKEN, "r-other", _node_pub(tmp_path)), ops),
+         "malformed request: upload_token_sealed does not open", True),
+        ("r-other-key", _sign(body("r-other-key") | _sealed(TOKEN, "r-other-key", ops_key[1]), ops),
+         "malformed request: upload_token_sealed does not open", True),
+        ("r-garbled", _sign(body("r-garbled", upload_token_sealed="A" * 40), ops),
+         "malformed request: upload_token_sealed too short", True),
+        ("r-none", _sign(unsealed(body("r-none")), ops), "malformed request: give exactly one of", True),
+        ("r-both", _sign(body("r-both") | {"upload_token": TOKEN}, ops), "malformed request: give exactly one of",
+         True),
         ("", b"{not json", None, False),
         ("", b'{"request_id": 1' + b"0" * 5000 + b"}", None, False),
     ]
@@ -210,7 +242,7 @@ def test_every_rejection_has_its_reason_and_is_audited(
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         collector.publish("edge/pole-test/cmd/clip", raw)
     expected = [(rid, reason) for rid, _, reason, _ in cases if reason is not None]
-    wait_until(lambda: len(collector.on("/reply/" + "r-camera")) >= 1, 20, "replies to every request")
+    wait_until(lambda: len(collector.on("/reply/" + "r-both")) >= 1, 20, "replies to every request")
     individual = [(rid, reason) for rid, _, reason, one in cases if one]
     wait_until(lambda: any(e["type"] == "audit" and e["entry"]["action"] == "refusals" for e in collector.events()),
                20, "the refusals summary")
@@ -270,7 +302,8 @@ def test_upload_continues_after_the_agent_is_killed(
     now = datetime.now(UTC)
     body = {"request_id": "case-7", "camera": "cam0", "start": _iso(now - timedelta(seconds=4)),
             "end": _iso(now - timedelta(seconds=1.5)), "agency": "City Police", "purpose": "Proc. 7/2026",
-            "operator": "Isp. M. Rossi", "upload_url": tus_server.endpoint, "upload_token": tus_token}
+            "operator": "Isp. M. Rossi", "upload_url": tus_server.endpoint,
+            **_sealed(tus_token, "case-7", _node_pub(tmp_path))}
     collector.publish("edge/pole-test/cmd/clip", json.dumps(_sign(body, load_private_key(ops_key[0]))))
     wait_until(lambda: tus_server.held("case-7.mp4") >= 8000, 30, "8 kB of the clip on the server")
     if how == "SIGKILL":
@@ -325,24 +358,24 @@ def test_purpose_and_operator_are_required_validated_and_signed_into_the_manifes
     verifier = SignedCommandVerifier({"ops1": ops.public_key()}, tmp_path / "n.sqlite3", node_id="pole-test")
     now = datetime.now(UTC)
     limits = Limits("cam0", 60, now.timestamp() - 100, False)
+    node = generate_keypair(tmp_path / "node.key", tmp_path / "node.pub")
     body = {"request_id": "case-9", "camera": "cam0", "start": _iso(now - timedelta(seconds=20)),
             "end": _iso(now - timedelta(seconds=10)), "agency": "Polizia Locale",
             "purpose": "Denuncia n. 5/2026 (Procura di Milano)", "operator": "Isp. M. Rossi, matr. 4711",
-            "upload_url": "https://evidence.example/in", "upload_token": TOKEN}
-    req = parse_clip_request(_sign(body, ops), verifier, now.timestamp(), limits)
-    assert (req.purpose, req.operator) == (body["purpose"], body["operator"])
+            "upload_url": "https://evidence.example/in", **_sealed(TOKEN, "case-9", tmp_path / "node.pub")}
+    req = parse_clip_request(_sign(body, ops), verifier, now.timestamp(), limits, node)
+    assert (req.purpose, req.operator, req.upload_token) == (body["purpose"], body["operator"], TOKEN)
     for name in ("purpose", "operator"):
         without = {k: v for k, v in body.items() if k != name}
         with pytest.raises(CommandRejected, match=rf"malformed request: missing fields \['{name}'\]"):
-            parse_clip_request(_sign(without, ops), verifier, now.timestamp(), limits)
+            parse_clip_request(_sign(without, ops), verifier, now.timestamp(), limits, node)
         for bad in ("", "  ", "-", "x" * 129, "line\nbreak", "\u202eevil", 7):
             with pytest.raises(CommandRejected, match=rf"malformed request: {name} must be"):
-                parse_clip_request(_sign({**body, name: bad}, ops), verifier, now.timestamp(), limits)
+                parse_clip_request(_sign({**body, name: bad}, ops), verifier, now.timestamp(), limits, node)
     # Both go on record with the request, and into the manifest under the node's signature.
     assert request_fields(body)["purpose"] == body["purpose"] and request_fields(body)["operator"] == body["operator"]
     clip = tmp_path / "case-9.mp4"
     clip.write_bytes(b"\x00" * 1000)
-    node = Ed25519PrivateKey.generate()
     manifest = build_manifest(node_id="pole-test", camera="cam0", request_id="case-9", agency=req.agency,
                               purpose=req.purpose, operator=req.operator, requested=(req.start, req.end),
                               clip_path=clip, clip_range=(req.start_ts, req.end_ts), frames=10, node_key=node)

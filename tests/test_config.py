@@ -128,9 +128,10 @@ def test_upload_allowed_hosts(tmp_path: Path) -> None:
             "end": iso_utc(datetime.fromtimestamp(now - 10, UTC)), "agency": "City Police",
             "purpose": "Proc. 1234/2026", "operator": "Isp. M. Rossi",
             "upload_url": "https://elsewhere.example/in", "upload_token": "t"}
-    limits = Limits("cam0", 60, now - 100, False, ("evidence.example",))
+    # (the token in clear: sealing is tested in test_sealing.py)
+    limits = Limits("cam0", 60, now - 100, False, ("evidence.example",), require_sealed=False)
     with pytest.raises(CommandRejected, match=r"'elsewhere\.example' is not in upload\.allowed_hosts"):
-        parse_clip_request(sign_command(body, key, "ops", node_id="p1", command="clip"), verifier, now, limits)
+        parse_clip_request(sign_command(body, key, "ops", node_id="p1", command="clip"), verifier, now, limits, key)
     ok = parse_clip_request(sign_command({**body, "upload_url": "https://EVIDENCE.example/in"}, key, "ops",
-                                         node_id="p1", command="clip"), verifier, now, limits)
+                                         node_id="p1", command="clip"), verifier, now, limits, key)
     assert ok.upload_host == "EVIDENCE.example"

@@ -53,7 +53,8 @@ class Footage:
                                  wait_for_footage_s=max(cfg.clips.wait_for_footage_s, rc.segment_s),
                                  progress_interval_s=up.progress_interval_s, allow_http=up.allow_http,
                                  give_up_after_s=up.give_up_after_s,
-                                 allowed_hosts=tuple(h.lower() for h in up.allowed_hosts))
+                                 allowed_hosts=tuple(h.lower() for h in up.allowed_hosts),
+                                 require_sealed_token=cfg.clips.require_sealed_token)
         self.uploader = uploader
 
     def start(self, reply: Reply) -> None:

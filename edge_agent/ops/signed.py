@@ -104,7 +104,7 @@ def _clip(args: argparse.Namespace) -> int:
     rid = args.request_id or f"clip-{secrets.token_hex(6)}"
     body: dict[str, Any] = {"request_id": rid, "camera": args.camera, "start": _iso(start), "end": _iso(end),
                             "agency": args.agency, "purpose": args.purpose, "operator": args.operator,
-                            "upload_url": args.upload_url, "upload_token": token}
+                            "upload_url": args.upload_url, **_token_field(args, token, rid)}
     banner = (f"request {rid}: {body['camera']} {body['start']}..{body['end']} for {args.agency} "
               f"({args.operator}), purpose {args.purpose} -> {args.prefix}/{args.node}/cmd/clip")
 
@@ -113,6 +113,22 @@ def _clip(args: argparse.Namespace) -> int:
 
     rc = _send(args, "clip", body, [args.node], False, final, banner)
     return rc
+
+
+def _token_field(args: argparse.Namespace, token: str, request_id: str) -> dict[str, str]:
+    """The token sealed to the node's public key, or in clear only when asked for by name."""
+    from edge_agent.core.keys import KeyFileError, load_public_key
+    from edge_agent.core.sealing import SealError, context_for, seal
+
+    if args.node_key is None:
+        if not args.token_in_clear:
+            raise Usage("give --node-key NODE.pub (the node's public key: the token is sealed to it), or "
+                        "--token-in-clear for a node with clips.require_sealed_token = false")
+        return {"upload_token": token}
+    try:
+        return {"upload_token_sealed": seal(token, load_public_key(args.node_key), context_for(args.node, request_id))}
+    except (KeyFileError, SealError) as exc:
+        raise Usage(f"--node-key: {exc}") from None
 
 
 def cmd_request_clip(args: argparse.Namespace) -> int:
@@ -207,6 +223,11 @@ def add_parsers(osub: Any, add_broker: Any, add_signing: Any) -> None:
                     help="the agency's tus 1.0 creation endpoint (https://...), where the clip and manifest go")
     rq.add_argument("--token-file", type=Path, default=None,
                     help=f"file holding the upload bearer token (or set {TOKEN_ENV}; never on the command line)")
+    rq.add_argument("--node-key", type=Path, default=None,
+                    help="the node's public key (NODE.pub, from 'edge-agent provision'): the token is sealed to "
+                         "it, so only that node can read it")
+    rq.add_argument("--token-in-clear", action="store_true",
+                    help="send the token unsealed (only a node with clips.require_sealed_token = false takes it)")
     rq.add_argument("--camera", default="cam0", help="the node's recorder.camera_id (default: %(default)s)")
     rq.add_argument("--start", help="ISO-8601 with timezone")
     rq.add_argument("--end", help="ISO-8601 with timezone")

@@ -145,8 +145,9 @@ class ClipService:
                  verifier: SignedCommandVerifier, node_key: Ed25519PrivateKey, uploader: Uploader,
                  work_dir: Path, max_clip_s: float, max_pending: int, wait_for_footage_s: float,
                  progress_interval_s: float, allow_http: bool, give_up_after_s: float = 86400.0,
-                 allowed_hosts: tuple[str, ...] = ()) -> None:
+                 allowed_hosts: tuple[str, ...] = (), require_sealed_token: bool = True) -> None:
         self.node_id, self.camera_id = node_id, camera_id
+        self.require_sealed_token = require_sealed_token
         self.recorder, self.audit, self.verifier = recorder, audit, verifier
         self.node_key, self.uploader = node_key, uploader
         self.work_dir = work_dir
@@ -218,8 +219,8 @@ class ClipService:
         now = time.time()
         span = self.recorder.index.span()
         limits = Limits(self.camera_id, self.max_clip_s, None if span is None else span[0], self.allow_http,
-                        self.allowed_hosts)
-        req = parse_clip_request(cmd.body, self.verifier, now, limits)
+                        self.allowed_hosts, self.require_sealed_token)
+        req = parse_clip_request(cmd.body, self.verifier, now, limits, self.node_key)
         if self.audit.log.was_accepted("clip_request", req.request_id):
             # The receiver may still hold that request's files: reusing the id could report "done" for them.
             raise CommandRejected(f"duplicate request_id: {req.request_id} was accepted before (audit log); "
