@@ -134,6 +134,29 @@ def load_negatives(path: Path = NEGATIVES) -> list[tuple[str, tuple[int, int, in
     return out
 
 
+READER_BORDERS = Path(__file__).with_name("reader_borders.tsv")
+
+
+def load_reader_borders(path: Path = READER_BORDERS) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Per dataset folder, the (left, right, top, bottom) borders of the reader's cuts of its training
+    plates, one per plate, as shares of the cut (``scripts/reader_borders.py`` writes the file)."""
+    rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split("\t")
+        try:
+            values = [float(v) for v in fields[1:]]
+        except ValueError:
+            values = []
+        # NaN fails the range test too.
+        if len(fields) != 5 or not fields[0] or len(values) != 4 or not all(-1.0 < v < 1.0 for v in values):
+            raise ValueError(f"{path}:{n}: want one 'folder<TAB>left<TAB>right<TAB>top<TAB>bottom' line per "
+                             f"plate, each border between -1 and 1")
+        rows.setdefault(fields[0], []).append((values[0], values[1], values[2], values[3]))
+    if not rows:
+        raise ValueError(f"{path}: no borders")
+    return rows
+
+
 def hand_label_lines(datasets: Path, hand: dict[str, tuple[str, int]], have: set[str]) -> list[str]:
     """Label lines (score 1.0, no box) for the hand-read crops whose key is not in ``have``."""
     return [f"{(datasets / key).resolve()}\t{text}\t1.0000\t{rows}\t"

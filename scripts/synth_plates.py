@@ -379,6 +379,7 @@ def augment(
     persp: float = 0.04,
     size: tuple[int, int] = (OCR_W, OCR_H),
     plate_h: tuple[float, float] = (12.0, 40.0),
+    border: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """A grey crop (``size`` = w, h; OCR_H x OCR_W by default) of the plate at ``quad``
     (TL, TR, BR, BL) in ``img``.
@@ -386,11 +387,17 @@ def augment(
     ``margin`` is (min, max) of the extra border as a fraction of plate width for x and of
     plate height for y, the way a detector box is sometimes tight, sometimes loose, and
     ``persp`` moves each corner to mimic an unrectified oblique view. Half the time the
-    source is first shrunk to a plate height drawn from ``plate_h`` pixels.
+    source is first shrunk to a plate height drawn from ``plate_h`` pixels. ``border`` (left, right,
+    top, bottom, shares of the output's width and height) replaces the random margins with given ones:
+    the borders of a crop the reader cut (``scripts/reader_borders.py``).
     """
     out_w, out_h = size
-    mx = rng.uniform(margin[0], margin[1], 2) * out_w
-    my = rng.uniform(margin[2], margin[3], 2) * out_h
+    if border is None:
+        mx = rng.uniform(margin[0], margin[1], 2) * out_w
+        my = rng.uniform(margin[2], margin[3], 2) * out_h
+    else:
+        mx = np.array(border[:2]) * out_w
+        my = np.array(border[2:]) * out_h
     # Destination of the plate corners inside the output: the plate shrinks by the margins.
     dst = np.array(
         [[mx[0], my[0]], [out_w - mx[1], my[0]], [out_w - mx[1], out_h - my[1]], [mx[0], out_h - my[1]]],

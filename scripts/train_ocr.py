@@ -11,6 +11,9 @@ Training data, mixed per batch (never eu-plates-dev, which is for evaluation onl
     with the blue band at both ends) and the demo scene's Hershey plates;
   * with --negatives: crops where the detector fires on no plate (scripts/ocr_negatives.tsv,
     checked by eye; scripts/mine_negatives.py finds them), whose text is empty.
+  * with --reader-borders: half of the photo plates' crops take the borders of a crop the reader cut
+    from the shipped detector's box (scripts/reader_borders.tsv, from scripts/reader_borders.py) instead
+    of random margins.
 Synthetic data alone does not transfer to real plates, so real crops are the bulk (~60%).
 
 Validation is split by source with ``scripts/splits.py`` (the same split as the detector's):
@@ -308,12 +311,29 @@ SYNTH_MAKERS: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, str]]]
 }
 
 
-class Mixer:
-    """Draws augmented (grey crop, text) pairs from the sources with fixed proportions."""
+# With --reader-borders, this share of a photo plate's crops takes the borders of a crop the reader cut
+# (a random row of its own folder's, ``scripts/reader_borders.py``), jittered by this much; the rest keep
+# the random margins. Half: the reader's geometry without losing the variety the margins give.
+READER_BORDER_SHARE = 0.5
+READER_BORDER_JITTER = 0.01
 
-    def __init__(self, sources: dict[str, list[Sample]], backgrounds: list[np.ndarray], weights: dict[str, float]):
+
+def load_reader_borders() -> dict[str, np.ndarray]:
+    """Per dataset folder, the reader's crop borders of its training plates (``scripts/reader_borders.tsv``)."""
+    return {k: np.array(v, np.float64) for k, v in label_crops.load_reader_borders().items()}
+
+
+class Mixer:
+    """Draws augmented (grey crop, text) pairs from the sources with fixed proportions.
+
+    ``borders`` (``load_reader_borders``): photo plates of those folders get the reader's crop borders
+    for ``READER_BORDER_SHARE`` of their crops."""
+
+    def __init__(self, sources: dict[str, list[Sample]], backgrounds: list[np.ndarray], weights: dict[str, float],
+                 borders: dict[str, np.ndarray] | None = None):
         self.sources = {k: v for k, v in sources.items() if v}
         self.backgrounds = backgrounds
+        self.borders = borders or {}
         names = [k for k in weights if k in self.sources or k in SYNTH_MAKERS]
         w = np.array([weights[k] for k in names], np.float64)
         self.names, self.p = names, w / w.sum()
@@ -332,6 +352,10 @@ class Mixer:
             return augment_two_row(s.img, s.quad, rng, tight=s.tight), s.text
         if s.tight:
             return sp.augment(s.img, s.quad, rng, margin=(-0.03, 0.05, -0.06, 0.12), persp=0.025), s.text
+        seen = self.borders.get(s.source)
+        if seen is not None and rng.random() < READER_BORDER_SHARE:
+            row = seen[int(rng.integers(len(seen)))] + rng.normal(0, READER_BORDER_JITTER, 4)
+            return sp.augment(s.img, s.quad, rng, border=(row[0], row[1], row[2], row[3])), s.text
         return sp.augment(s.img, s.quad, rng), s.text
 
     def batches(self, batch: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -553,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--negatives", action="store_true",
                     help="also teach reading nothing on the no-plate crops of scripts/ocr_negatives.tsv")
+    ap.add_argument("--reader-borders", action="store_true",
+                    help="half of the photo plates' crops with the borders of the reader's own cuts "
+                         "(scripts/reader_borders.tsv)")
     ap.add_argument(
         "--init-weights",
         type=Path,
@@ -589,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     val_t = [s.text for s in val]
     val_s = [s.source for s in val]
 
-    mixer = Mixer(sources, backgrounds, MIX)
+    mixer = Mixer(sources, backgrounds, MIX, load_reader_borders() if args.reader_borders else None)
     print("mix: " + ", ".join(f"{n} {100 * p:.1f}%" for n, p in zip(mixer.names, mixer.p, strict=True)), flush=True)
     model = build_model()
     assert isinstance(model, keras.Model)

@@ -41,6 +41,9 @@ def main() -> int:
     ap.add_argument("--labels", type=Path, default=to.REPO.parent / "ckpt/ocr/crop_labels.tsv")
     ap.add_argument("--negatives", action="store_true",
                     help="with the no-plate crops of scripts/ocr_negatives.tsv (read as empty text)")
+    ap.add_argument("--reader-borders", action="store_true",
+                    help="half of the photo plates' crops with the borders of the reader's own cuts "
+                         "(scripts/reader_borders.tsv)")
     args = ap.parse_args()
     if args.pack:
         to.save_pack(args.pack, *to.load_data(args.datasets, args.labels, args.negatives))
@@ -49,7 +52,7 @@ def main() -> int:
     sources, val, backgrounds = (to.load_pack(args.data) if args.data
                                  else to.load_data(args.datasets, args.labels, args.negatives))
     print(f"data: {sum(len(v) for v in sources.values())} training samples, {len(val)} held out", flush=True)
-    mixer = to.Mixer(sources, backgrounds, to.MIX)
+    mixer = to.Mixer(sources, backgrounds, to.MIX, to.load_reader_borders() if args.reader_borders else None)
 
     def batches(seed: int) -> Iterator[fit_loop.Batch]:
         for x, y, n in mixer.batches(args.batch, seed):

@@ -234,12 +234,18 @@ def _check_image(image: Any) -> np.ndarray:
     return image
 
 
+def cut_bounds(box: tuple[float, float, float, float], frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1) the reader cuts for a detector box: the box with its margin, inside
+    the frame. The OCR's trainer measures its crops' borders with this too (``scripts/reader_borders.py``)."""
+    x, y, w, h = box
+    x0, x1 = max(0, int(x - _MARGIN_X * w)), min(frame_w, math.ceil(x + w * (1 + _MARGIN_X)))
+    y0, y1 = max(0, int(y - _MARGIN_Y * h)), min(frame_h, math.ceil(y + h * (1 + _MARGIN_Y)))
+    return x0, y0, x1, y1
+
+
 def _cut(image: np.ndarray, box: tuple[float, float, float, float], rectify: bool) -> np.ndarray | None:
     """The plate with a margin, deskewed when it is visibly rotated."""
-    x, y, w, h = box
-    H, W = image.shape[:2]
-    x0, x1 = max(0, int(x - _MARGIN_X * w)), min(W, math.ceil(x + w * (1 + _MARGIN_X)))
-    y0, y1 = max(0, int(y - _MARGIN_Y * h)), min(H, math.ceil(y + h * (1 + _MARGIN_Y)))
+    x0, y0, x1, y1 = cut_bounds(box, image.shape[1], image.shape[0])
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     crop = image[y0:y1, x0:x1]
