@@ -115,3 +115,15 @@ def test_the_ops_tool_seals_or_refuses_to_send(tmp_path: Path, capsys: pytest.Ca
     assert main([*base, "--node-key", str(tmp_path / "bad.pub")]) == 2
     assert "--node-key" in capsys.readouterr().err
     assert main([*base, "--node-key", str(tmp_path / "missing.pub")]) == 2
+
+
+def test_doctor_warns_about_a_node_taking_tokens_in_clear() -> None:
+    from edge_agent.field.doctor import pole_config_warnings
+
+    def warned(**clips: bool) -> list[str]:
+        cfg = validate({"node_id": "pole-a", "mqtt": {"host": "ops.example"}, "camera": {"source": "/dev/video0"},
+                        "recorder": {"enabled": True}, "clips": clips}, "t")
+        return [r.message for r in pole_config_warnings(cfg)]
+
+    assert warned() == []
+    assert any("require_sealed_token is false" in d for d in warned(require_sealed_token=False))

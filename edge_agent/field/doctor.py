@@ -520,6 +520,10 @@ def pole_config_warnings(cfg: Config) -> list[Result]:
     if cfg.mqtt.host in _LOCAL_HOSTS:
         out.append(Result("broker", "WARN", f"mqtt.host is {cfg.mqtt.host}: events stay on this pole",
                           "set mqtt.host to the operations room's broker"))
+    if cfg.recorder.enabled and not cfg.clips.require_sealed_token:
+        out.append(Result("keys", "WARN", "clips.require_sealed_token is false: a clip request may carry its "
+                          "upload token in clear, readable by whoever reads cmd/# on the broker",
+                          "set it to true; the operations room seals with 'ops request-clip --node-key NODE.pub'"))
     return out
 
 
