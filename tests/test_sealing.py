@@ -7,6 +7,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import nacl.bindings as nacl
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -30,6 +31,25 @@ def test_the_x25519_key_of_a_node_is_the_same_from_its_private_and_its_public_ha
         key = Ed25519PrivateKey.generate()
         from_private = sealing._x25519_private(key).public_key().public_bytes(*RAW)
         assert from_private == sealing._x25519_public(key.public_key()).public_bytes(*RAW)
+
+
+def test_the_key_mapping_is_libsodiums() -> None:
+    """Against an implementation nobody here wrote: libsodium (PyNaCl) maps both halves of an Ed25519 key to
+    the same X25519 key as we do, so a sender using libsodium's conversion seals to the same key."""
+    for _ in range(20):
+        key = Ed25519PrivateKey.generate()
+        pub = key.public_key().public_bytes(*RAW)
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        ours = sealing._x25519_public(key.public_key()).public_bytes(*RAW)
+        assert nacl.crypto_sign_ed25519_pk_to_curve25519(pub) == ours
+        scalar = nacl.crypto_sign_ed25519_sk_to_curve25519(seed + pub)
+        assert nacl.crypto_scalarmult_base(scalar) == sealing._x25519_private(key).public_key().public_bytes(*RAW)
+        # The same shared secret with a third party's key, from libsodium's scalar and from ours.
+        peer = Ed25519PrivateKey.generate()
+        peer_x = sealing._x25519_private(peer)
+        assert nacl.crypto_scalarmult(scalar, peer_x.public_key().public_bytes(*RAW)) == \
+            sealing._x25519_private(key).exchange(peer_x.public_key())
 
 
 def test_only_the_node_and_the_request_it_was_sealed_for_open_it() -> None:
