@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+# Copyright 2026 The edge-agent authors. Licensed under the Apache License, Version 2.0.
+"""The whole reader (detector box, the reader's cut, OCR, format check) on held-out European plates.
+
+    python scripts/eval_eu_placed.py --labels TSV [--detector M] [--ocr M] [--datasets DIR] [--verbose]
+
+The held-out photos (``eval_holdout.py``) hold no Italian, French or two-row plate, and the held-out EU
+crops are only scored as crops (``train_ocr.py --validate``), which skips the detector and the reader's
+cut. Here each held-out crop of ``eu-plate-crops`` and ``eu-plate-crops-2`` (``scripts/splits.py``) with a
+label in ``--labels`` is placed into a frame of the held-out Romanian dashcam video (1280x720, a street
+as a camera sees it) at each width of ``WIDTHS`` (two-row plates at ``TWO_ROW_SCALE`` of it: a motorcycle
+plate is smaller), away from the frame's own plates, with soft edges, and the frame is JPEG-encoded as
+a camera would. The reader reads it as the daemon does, with a motion region around the plate
+(``PlateReader.read(frame, regions)``). Placement is seeded: every model meets the same frames.
+
+Per set and width: plates, detector recall at IoU 0.5, reads right / wrong (O and 0 the same), and false
+plates (a read touching neither the placed plate nor a plate of the frame's own); the reader score is
+right - wrong - false plates, as ``eval_holdout.py``'s. A pasted crop is not a photographed plate (no car
+around it, its own lighting): these figures compare models on European layouts; they are not a
+field accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SCRIPTS = Path(__file__).resolve().parent
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+if str(SCRIPTS.parent) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS.parent))
+
+import splits  # noqa: E402
+from eval_alpr import fold, load_annotations  # noqa: E402
+
+from edge_agent.core.boxes import box_iou  # noqa: E402
+from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
+
+SETS = ("eu-plate-crops", "eu-plate-crops-2")
+SCENE_FOLDER = "plates-ro-boxes"
+# A plate 1.2-4 m wide of view at 1280 px: the widths a pole over one lane sees a 52 cm plate at.
+WIDTHS = (80, 120, 180)
+TWO_ROW_SCALE = 0.6
+JPEG_QUALITY = 85
+SEED = 20261126
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass
+class Tally:
+    plates: int = 0
+    found: int = 0
+    right: int = 0
+    wrong: int = 0
+    false_plates: int = 0
+
+    @property
+    def score(self) -> int:
+        return self.right - self.wrong - self.false_plates
+
+
+def held_out_crops(labels: Path, datasets: Path) -> list[tuple[str, Path, str, int]]:
+    """(set, crop path, text, rows) of each held-out EU crop with a label, in file order."""
+    out = []
+    for line in labels.read_text(encoding="utf-8").splitlines():
+        fields = line.split("\t")
+        if len(fields) < 4 or (len(fields) > 4 and fields[4]):
+            continue  # a plate in a full photo, not a crop
+        path = Path(fields[0])
+        if path.parent.name not in SETS or not splits.held_out(path.parent.name, path.name):
+            continue
+        text = fold(fields[1].upper())
+        if text:
+            out.append((path.parent.name, datasets / path.parent.name / path.name, text, 2 if fields[3] == "2" else 1))
+    return out
+
+
+def scenes(datasets: Path) -> list[tuple[np.ndarray, list[Box]]]:
+    """The held-out frames of the Romanian video, with their own plates' boxes."""
+    out = []
+    for path, truths in load_annotations(datasets / SCENE_FOLDER):
+        if splits.held_out(SCENE_FOLDER, path.name):
+            img = cv2.imread(str(path))
+            if img is not None:
+                out.append((img, [t.box for t in truths]))
+    return out
+
+
+def place(scene: np.ndarray, others: list[Box], crop: np.ndarray, width: int,
+          rng: np.random.Generator) -> tuple[np.ndarray, Box] | None:
+    """The scene with the crop pasted ``width`` px wide (soft edges, then JPEG), and the plate's box."""
+    h_s, w_s = scene.shape[:2]
+    w = int(width)
+    h = max(4, round(w * crop.shape[0] / crop.shape[1]))
+    if w >= 0.8 * w_s or h >= 0.4 * h_s:
+        return None
+    for _ in range(30):
+        x = int(rng.integers(int(0.05 * w_s), int(0.95 * w_s) - w))
+        y = int(rng.integers(int(0.4 * h_s), int(0.95 * h_s) - h))
+        grown = (x - w, y - h, 3 * w, 3 * h)
+        if all(box_iou(grown, o) == 0.0 for o in others):
+            break
+    else:
+        return None
+    plate = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if w < crop.shape[1] else cv2.INTER_LINEAR)
+    alpha = np.zeros((h + 8, w + 8), np.float32)
+    alpha[4:-4, 4:-4] = 1.0
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0)[4:-4, 4:-4, None]
+    out = scene.copy()
+    roi = out[y : y + h, x : x + w].astype(np.float32)
+    out[y : y + h, x : x + w] = (alpha * plate.astype(np.float32) + (1 - alpha) * roi).astype(np.uint8)
+    ok, jpg = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        return None
+    return cv2.imdecode(jpg, cv2.IMREAD_COLOR), (float(x), float(y), float(w), float(h))
+
+
+def evaluate(reader: PlateReader, crops: list[tuple[str, Path, str, int]], frames: list[tuple[np.ndarray, list[Box]]],
+             verbose: bool = False) -> dict[tuple[str, int], Tally]:
+    rng = np.random.default_rng(SEED)
+    tallies: dict[tuple[str, int], Tally] = {}
+    for i, (name, path, text, rows) in enumerate(crops):
+        crop = cv2.imread(str(path))
+        for width in WIDTHS:
+            scene, others = frames[(i * len(WIDTHS) + WIDTHS.index(width)) % len(frames)]
+            placed = place(scene, others, crop, round(width * (TWO_ROW_SCALE if rows == 2 else 1.0)), rng) \
+                if crop is not None else None
+            if placed is None:
+                continue
+            frame, box = placed
+            t = tallies.setdefault((name, width), Tally())
+            t.plates += 1
+            x, y, w, h = box
+            region = (int(x - w), int(y - h), int(3 * w), int(3 * h))
+            t.found += any(box_iou(d.box, box) >= 0.5 for d in reader.detections(frame, [region]))
+            got = "-"
+            for r in reader.read(frame, [region]):
+                if box_iou(r.box, box) >= 0.5:
+                    got = r.text
+                elif not any(box_iou(r.box, o) >= 0.3 for o in others) and box_iou(r.box, box) < 0.3:
+                    t.false_plates += 1
+                    if verbose:
+                        print(f"{name} {path.name} @{width}: false plate {r.text} at {r.box}", file=sys.stderr)
+            if got != "-":
+                if fold(got) == text:
+                    t.right += 1
+                else:
+                    t.wrong += 1
+            if verbose and fold(got) != text:
+                print(f"{name} {path.name} @{width}: truth {text} got {got}", file=sys.stderr)
+    return tallies
+
+
+def report(tallies: dict[tuple[str, int], Tally]) -> str:
+    lines = [f"{'set':18s} {'width':>5s} {'plates':>6s} {'det@.5':>7s} {'right':>6s} {'wrong':>6s} {'false':>6s} "
+             f"{'score':>6s}"]
+    total = Tally()
+    for (name, width), t in sorted(tallies.items()):
+        lines.append(f"{name:18s} {width:5d} {t.plates:6d} {t.found / max(t.plates, 1):7.1%} {t.right:6d} "
+                     f"{t.wrong:6d} {t.false_plates:6d} {t.score:6d}")
+        for f in ("plates", "found", "right", "wrong", "false_plates"):
+            setattr(total, f, getattr(total, f) + getattr(t, f))
+    lines.append(f"{'TOTAL':18s} {'':5s} {total.plates:6d} {total.found / max(total.plates, 1):7.1%} {total.right:6d} "
+                 f"{total.wrong:6d} {total.false_plates:6d} {total.score:6d}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", type=Path,
+                    default=Path(os.environ.get("EDGE_AGENT_DATASETS", SCRIPTS.parents[1] / "shared" / "datasets")))
+    ap.add_argument("--labels", type=Path, required=True, help="the crop labels (scripts/label_crops.py's TSV)")
+    ap.add_argument("--detector", type=Path, default=None)
+    ap.add_argument("--ocr", type=Path, default=None)
+    ap.add_argument("--verbose", action="store_true", help="every plate not read right, and every false plate")
+    args = ap.parse_args(argv)
+    ds = args.datasets.resolve()
+    try:
+        crops = held_out_crops(args.labels, ds)
+    except OSError as exc:
+        print(f"error: cannot read --labels: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    frames = scenes(ds)
+    if not crops or not frames:
+        print(f"error: no held-out EU crops with a label in {args.labels}, or no held-out {SCENE_FOLDER} frames "
+              f"under {ds}", file=sys.stderr)
+        return 2
+    reader = PlateReader(args.detector, args.ocr)
+    print(f"{len(crops)} held-out EU crops x widths {WIDTHS} px in {len(frames)} held-out {SCENE_FOLDER} frames")
+    print(report(evaluate(reader, crops, frames, args.verbose)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
