@@ -23,7 +23,6 @@ field accuracy.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ if str(SCRIPTS.parent) not in sys.path:
 
 import splits  # noqa: E402
 from eval_alpr import fold, load_annotations  # noqa: E402
+from eval_holdout import datasets_dir  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
@@ -175,8 +175,8 @@ def report(tallies: dict[tuple[str, int], Tally]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", type=Path,
-                    default=Path(os.environ.get("EDGE_AGENT_DATASETS", SCRIPTS.parents[1] / "shared" / "datasets")))
+    ap.add_argument("--datasets", type=Path, default=datasets_dir(),
+                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
     ap.add_argument("--labels", type=Path, required=True, help="the crop labels (scripts/label_crops.py's TSV)")
     ap.add_argument("--detector", type=Path, default=None)
     ap.add_argument("--ocr", type=Path, default=None)

@@ -20,7 +20,6 @@ half of each photo plate's crops with a border from its own folder's rows (``tra
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(SCRIPTS.parent))
 
 import splits  # noqa: E402
 from eval_alpr import load_annotations  # noqa: E402
-from eval_holdout import SOURCES  # noqa: E402
+from eval_holdout import SOURCES, datasets_dir  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
@@ -57,8 +56,8 @@ def borders(plate: Box, cut: tuple[int, int, int, int]) -> tuple[float, float, f
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", type=Path,
-                    default=Path(os.environ.get("EDGE_AGENT_DATASETS", SCRIPTS.parents[1] / "shared" / "datasets")))
+    ap.add_argument("--datasets", type=Path, default=datasets_dir(),
+                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     ds = args.datasets.resolve()
