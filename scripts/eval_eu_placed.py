@@ -38,7 +38,7 @@ if str(SCRIPTS.parent) not in sys.path:
 
 import splits  # noqa: E402
 from eval_alpr import fold, load_annotations  # noqa: E402
-from eval_holdout import datasets_dir  # noqa: E402
+from eval_holdout import add_datasets_argument  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
@@ -129,8 +129,8 @@ def evaluate(reader: PlateReader, crops: list[tuple[str, Path, str, int]], frame
     tallies: dict[tuple[str, int], Tally] = {}
     for i, (name, path, text, rows) in enumerate(crops):
         crop = cv2.imread(str(path))
-        for width in WIDTHS:
-            scene, others = frames[(i * len(WIDTHS) + WIDTHS.index(width)) % len(frames)]
+        for k, width in enumerate(WIDTHS):
+            scene, others = frames[(i * len(WIDTHS) + k) % len(frames)]
             placed = place(scene, others, crop, round(width * (TWO_ROW_SCALE if rows == 2 else 1.0)), rng) \
                 if crop is not None else None
             if placed is None:
@@ -140,9 +140,11 @@ def evaluate(reader: PlateReader, crops: list[tuple[str, Path, str, int]], frame
             t.plates += 1
             x, y, w, h = box
             region = (int(x - w), int(y - h), int(3 * w), int(3 * h))
-            t.found += any(box_iou(d.box, box) >= 0.5 for d in reader.detections(frame, [region]))
+            dets = reader.detections(frame, [region])
+            t.found += any(box_iou(d.box, box) >= 0.5 for d in dets)
             got = "-"
-            for r in reader.read(frame, [region]):
+            # What PlateReader.read does, on the boxes already found.
+            for r in filter(None, (reader.read_crop(frame, d) for d in dets)):
                 if box_iou(r.box, box) >= 0.5:
                     got = r.text
                 elif not any(box_iou(r.box, o) >= 0.3 for o in others) and box_iou(r.box, box) < 0.3:
@@ -175,8 +177,7 @@ def report(tallies: dict[tuple[str, int], Tally]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", type=Path, default=datasets_dir(),
-                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
+    add_datasets_argument(ap)
     ap.add_argument("--labels", type=Path, required=True, help="the crop labels (scripts/label_crops.py's TSV)")
     ap.add_argument("--detector", type=Path, default=None)
     ap.add_argument("--ocr", type=Path, default=None)

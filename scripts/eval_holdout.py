@@ -64,6 +64,12 @@ def datasets_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
+def add_datasets_argument(ap: argparse.ArgumentParser) -> None:
+    """``--datasets``, as every script reading the annotated sets takes it."""
+    ap.add_argument("--datasets", type=Path, default=datasets_dir(),
+                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
+
+
 def source_name(folder: str, image: str, validation: bool) -> str:
     """The reported source of one image of dataset ``folder``."""
     short = SOURCES.get(folder, folder)
@@ -289,8 +295,7 @@ def print_sweep(sw: Sweep, n_img: int, n_plates: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", type=Path, default=None,
-                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
+    add_datasets_argument(ap)
     ap.add_argument("--json", action="store_true", help="print everything as one JSON object")
     ap.add_argument("--verbose", "-v", action="store_true", help="list misreads and false plates on stderr")
     ap.add_argument("--detector", type=Path, default=None, help="detector model (default: packaged)")
@@ -306,7 +311,7 @@ def main() -> int:
                     help="teacher labels (scripts/label_crops.py TSV: path, text, score, rows, x,y,w,h) giving "
                          "box-only plates a text, so exact reads are scored on them too (noisy: the teacher's)")
     args = ap.parse_args()
-    root = args.datasets if args.datasets is not None else datasets_dir()
+    root = args.datasets
     if not root.is_dir():
         print(f"eval_holdout: not a folder: {root}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ if str(SCRIPTS) not in sys.path:
 
 import splits  # noqa: E402
 from eval_alpr import load_annotations  # noqa: E402
-from eval_holdout import SOURCES, datasets_dir  # noqa: E402
+from eval_holdout import SOURCES, add_datasets_argument  # noqa: E402
 
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
@@ -70,8 +70,7 @@ def images(ds: Path) -> list[tuple[Path, list[Box]]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", type=Path, default=datasets_dir(),
-                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
+    add_datasets_argument(ap)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     ds = args.datasets.resolve()

@@ -29,7 +29,7 @@ sys.path.insert(0, str(SCRIPTS.parent))
 
 import splits  # noqa: E402
 from eval_alpr import load_annotations  # noqa: E402
-from eval_holdout import SOURCES, datasets_dir  # noqa: E402
+from eval_holdout import SOURCES, add_datasets_argument  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
@@ -56,8 +56,7 @@ def borders(plate: Box, cut: tuple[int, int, int, int]) -> tuple[float, float, f
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", type=Path, default=datasets_dir(),
-                    help="folder holding the dataset folders (default: $EDGE_AGENT_DATASETS or ../shared/datasets)")
+    add_datasets_argument(ap)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     ds = args.datasets.resolve()

@@ -323,6 +323,15 @@ def load_reader_borders() -> dict[str, np.ndarray]:
     return {k: np.array(v, np.float64) for k, v in label_crops.load_reader_borders().items()}
 
 
+def add_data_flags(ap: argparse.ArgumentParser) -> None:
+    """The data options both trainers take (this one and ``train_ocr_fit.py``)."""
+    ap.add_argument("--negatives", action="store_true",
+                    help="also teach reading nothing on the no-plate crops of scripts/ocr_negatives.tsv")
+    ap.add_argument("--reader-borders", action="store_true",
+                    help="half of the photo plates' crops with the borders of the reader's own cuts "
+                         "(scripts/reader_borders.tsv)")
+
+
 class Mixer:
     """Draws augmented (grey crop, text) pairs from the sources with fixed proportions.
 
@@ -575,11 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validate", type=Path, nargs="+", metavar="TFLITE",
                     help="only score these model files on the held-out crops (as the exports are) and stop")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--negatives", action="store_true",
-                    help="also teach reading nothing on the no-plate crops of scripts/ocr_negatives.tsv")
-    ap.add_argument("--reader-borders", action="store_true",
-                    help="half of the photo plates' crops with the borders of the reader's own cuts "
-                         "(scripts/reader_borders.tsv)")
+    add_data_flags(ap)
     ap.add_argument(
         "--init-weights",
         type=Path,

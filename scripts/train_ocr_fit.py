@@ -39,11 +39,7 @@ def main() -> int:
     ap.add_argument("--datasets", type=Path,
                     default=Path(os.environ.get("EDGE_AGENT_DATASETS", to.REPO.parent / "shared" / "datasets")))
     ap.add_argument("--labels", type=Path, default=to.REPO.parent / "ckpt/ocr/crop_labels.tsv")
-    ap.add_argument("--negatives", action="store_true",
-                    help="with the no-plate crops of scripts/ocr_negatives.tsv (read as empty text)")
-    ap.add_argument("--reader-borders", action="store_true",
-                    help="half of the photo plates' crops with the borders of the reader's own cuts "
-                         "(scripts/reader_borders.tsv)")
+    to.add_data_flags(ap)
     args = ap.parse_args()
     if args.pack:
         to.save_pack(args.pack, *to.load_data(args.datasets, args.labels, args.negatives))
