@@ -290,7 +290,7 @@ def augment_two_row(img: np.ndarray, quad: np.ndarray, rng: np.random.Generator,
     """A detector-like crop of the whole two-row plate, then side_by_side, then 128x32."""
     h = int(rng.integers(TWO_ROW_CROP_H * 3 // 4, TWO_ROW_CROP_H * 5 // 4))
     size = (max(8, round(h * _quad_aspect(quad))), h)
-    margin = (-0.02, 0.06, -0.02, 0.08) if tight else (-0.02, 0.1, -0.03, 0.12)
+    margin = (-0.02, 0.06, -0.02, 0.08) if tight else two_row.TRAIN_BORDER
     crop = sp.augment(img, quad, rng, margin=margin, persp=0.025, size=size, plate_h=(22.0, 64.0))
     return two_row_to_ocr(crop)
 

@@ -340,6 +340,40 @@ def test_an_unsure_two_row_read_does_not_hide_a_sure_one_row_read() -> None:
     assert reader.read_crop(frame, det) is None
 
 
+class _ViewsOCR:
+    """Stands in for the OCR model and keeps every view the reader gives it; reads nothing."""
+
+    def __init__(self) -> None:
+        self.views: list[np.ndarray] = []
+
+    def read(self, view: np.ndarray) -> OcrRead:
+        self.views.append(view)
+        return OcrRead("", 0.0, (), ())
+
+
+def test_the_two_row_view_is_cut_as_the_ocr_learnt_two_row_plates() -> None:
+    # Found with scripts/eval_eu_placed.py: a two-row plate cut with the one-row margin (15% of the box
+    # above and below) and split at the gap gave each row more context above or below than any two-row
+    # training crop; the rows' view is now cut at the two-row training border (two_row.cut_margin).
+    frame = np.full((300, 400, 3), 150, np.uint8)
+    x, y, w, h = 150, 100, 100, 80  # w/h 1.25: a motorcycle plate's box
+    frame[y:y + h, x:x + w] = 235
+    # Black bars 8-12% of the box's height above and below it: inside the one-row cut, outside the two-row one.
+    frame[y - 10:y - 6, x:x + w] = 0
+    frame[y + h + 6:y + h + 10, x:x + w] = 0
+    reader = PlateReader(rectify=False)
+    ocr = _ViewsOCR()
+    reader.ocr = ocr
+    assert reader.read_crop(frame, Detection((x, y, w, h), 0.9)) is None
+    rows, whole = ocr.views
+    assert rows.shape[1] > 2 * rows.shape[0] and int(rows.min()) > 100
+    assert whole.shape[:2] == (round(h * 1.3), round(w * 1.1)) and int(whole.min()) == 0
+    # A one-row box is read once, from the one-row cut.
+    ocr.views.clear()
+    reader.read_crop(frame, Detection((x, y, w, 25.0), 0.9))
+    assert len(ocr.views) == 1
+
+
 class _OneReadOCR:
     """Stands in for the OCR model: every view reads ``text``, the last glyph unsure with ``last_alts``."""
 

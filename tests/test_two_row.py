@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.pipeline.alpr.two_row import is_two_row, row_gap, side_by_side
+from edge_agent.pipeline.alpr.two_row import TRAIN_BORDER, cut_margin, is_two_row, row_gap, side_by_side
 
 
 def _two_row_plate(
@@ -91,3 +91,11 @@ def test_blank_crop_falls_back_to_middle() -> None:
 def test_bad_input() -> None:
     with pytest.raises(ValueError):
         side_by_side(np.zeros((1, 10), np.uint8))
+
+
+def test_the_readers_two_row_cut_is_the_middle_of_the_training_border() -> None:
+    mx, my = cut_margin()
+    # A margin m of the box on each side is m / (1 + 2m) of the cut.
+    assert mx / (1 + 2 * mx) == pytest.approx((TRAIN_BORDER[0] + TRAIN_BORDER[1]) / 2)
+    assert my / (1 + 2 * my) == pytest.approx((TRAIN_BORDER[2] + TRAIN_BORDER[3]) / 2)
+    assert 0 < mx < 0.15 and 0 < my < 0.15

@@ -15,6 +15,7 @@ from edge_agent.core.boxes import box_iou
 from edge_agent.core.formats import DEFAULT_ORDER, FormatCheck, PlateFormats
 from edge_agent.pipeline.alpr.band import band_sides
 from edge_agent.pipeline.alpr.detector import Detection, PlateDetector
+from edge_agent.pipeline.alpr.two_row import cut_margin as two_row_cut_margin
 from edge_agent.pipeline.alpr.two_row import is_two_row, side_by_side
 from edge_agent.pipeline.alpr.types import ModelError, OcrRead, PlateRead
 
@@ -114,7 +115,13 @@ class PlateReader:
         x, y, w, h = det.box
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
         # angle or a US-shaped one: read it both ways and keep the read that fits a format, then the surer.
-        ways = [(False, crop)] if not is_two_row(w, h) else [(True, side_by_side(crop)), (False, crop)]
+        ways = [(False, crop)]
+        if is_two_row(w, h):
+            # Cut again at the two-row training crops' border: the one-row margin, split at the gap,
+            # would give each row far more context above or below than the OCR ever saw.
+            rows = _cut(image_bgr, det.box, self.rectify, two_row_cut_margin())
+            if rows is not None:
+                ways.insert(0, (True, side_by_side(rows)))
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it. The cue is
         # known before the read is checked, so that an Italian or French plate is checked as one.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
@@ -234,18 +241,22 @@ def _check_image(image: Any) -> np.ndarray:
     return image
 
 
-def cut_bounds(box: tuple[float, float, float, float], frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
-    """The pixels (x0, y0, x1, y1) the reader cuts for a detector box: the box with its margin, inside
-    the frame. The OCR's trainer measures its crops' borders with this too (``scripts/reader_borders.py``)."""
+def cut_bounds(box: tuple[float, float, float, float], frame_w: int, frame_h: int,
+               margin: tuple[float, float] = (_MARGIN_X, _MARGIN_Y)) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1) the reader cuts for a detector box: the box with ``margin`` (shares of
+    its width and height on each side; the one-row margin by default), inside the frame. The OCR's trainer
+    measures its crops' borders with this too (``scripts/reader_borders.py``)."""
     x, y, w, h = box
-    x0, x1 = max(0, int(x - _MARGIN_X * w)), min(frame_w, math.ceil(x + w * (1 + _MARGIN_X)))
-    y0, y1 = max(0, int(y - _MARGIN_Y * h)), min(frame_h, math.ceil(y + h * (1 + _MARGIN_Y)))
+    mx, my = margin
+    x0, x1 = max(0, int(x - mx * w)), min(frame_w, math.ceil(x + w * (1 + mx)))
+    y0, y1 = max(0, int(y - my * h)), min(frame_h, math.ceil(y + h * (1 + my)))
     return x0, y0, x1, y1
 
 
-def _cut(image: np.ndarray, box: tuple[float, float, float, float], rectify: bool) -> np.ndarray | None:
+def _cut(image: np.ndarray, box: tuple[float, float, float, float], rectify: bool,
+         margin: tuple[float, float] = (_MARGIN_X, _MARGIN_Y)) -> np.ndarray | None:
     """The plate with a margin, deskewed when it is visibly rotated."""
-    x0, y0, x1, y1 = cut_bounds(box, image.shape[1], image.shape[0])
+    x0, y0, x1, y1 = cut_bounds(box, image.shape[1], image.shape[0], margin)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     crop = image[y0:y1, x0:x1]

@@ -19,6 +19,19 @@ import numpy as np
 TWO_ROW_MAX_ASPECT = 2.0
 # The gap between the rows is searched in this band of the crop height.
 _GAP_BAND = (0.30, 0.70)
+# The border around the plate in the OCR's two-row training crops: (min, max) share of the crop's
+# width on each side, then of its height (the trainer draws from it). Tighter in y than a one-row
+# crop: after the split each row keeps its crop's top or bottom border at twice its share of the row.
+TRAIN_BORDER = (-0.02, 0.10, -0.03, 0.12)
+
+
+def cut_margin() -> tuple[float, float]:
+    """The margin (share of the plate box's width, of its height, on each side) at which the reader cuts
+    a two-row view: the one whose share of the cut is the middle of ``TRAIN_BORDER``."""
+    sx = (TRAIN_BORDER[0] + TRAIN_BORDER[1]) / 2
+    sy = (TRAIN_BORDER[2] + TRAIN_BORDER[3]) / 2
+    # A margin m of the box on each side is m / (1 + 2m) of the cut.
+    return sx / (1 - 2 * sx), sy / (1 - 2 * sy)
 
 
 def is_two_row(w: float, h: float) -> bool:
