@@ -321,7 +321,7 @@ class _ScriptedOCR:
         return OcrRead(text, conf, (conf,) * len(text), ((),) * len(text))
 
 
-def test_an_unsure_two_row_read_does_not_hide_a_sure_one_row_read() -> None:
+def test_of_a_squarish_boxs_two_reads_the_surer_wins() -> None:
     # Found on the held-out Turkish photos: a one-row plate seen at an angle gets a squarish box, read
     # both ways; the two-row way fitted a layout by chance, unsure, and won for fitting, then fell under
     # alpr.min_confidence, so the sure one-row read (46ABK717, no enabled layout) was lost too.
@@ -331,8 +331,12 @@ def test_an_unsure_two_row_read_does_not_hide_a_sure_one_row_read() -> None:
     det = Detection((100.0, 60.0, 96.0, 57.0), 0.8)  # w/h 1.7: read both ways
     read = reader.read_crop(frame, det)
     assert read is not None and (read.text, read.two_row) == ("46ABK717", False)
-    # Both sure: fitting a layout still decides.
+    # Both sure: the surer wins, not the one that fits a layout. Found on the same photos with a better
+    # row split: the two-row way read the one-row plate as GW7M, sure, and fitted a short layout.
     reader.ocr = _ScriptedOCR(two_row=("AB12345", 0.95), one_row=("46ABK717", 0.99))
+    read = reader.read_crop(frame, det)
+    assert read is not None and (read.text, read.two_row) == ("46ABK717", False)
+    reader.ocr = _ScriptedOCR(two_row=("AB12345", 0.99), one_row=("46ABK717", 0.9))
     read = reader.read_crop(frame, det)
     assert read is not None and (read.text, read.two_row) == ("AB12345", True)
     # Neither sure: nothing.

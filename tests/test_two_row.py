@@ -99,3 +99,19 @@ def test_the_readers_two_row_cut_is_the_middle_of_the_training_border() -> None:
     assert mx / (1 + 2 * mx) == pytest.approx((TRAIN_BORDER[0] + TRAIN_BORDER[1]) / 2)
     assert my / (1 + 2 * my) == pytest.approx((TRAIN_BORDER[2] + TRAIN_BORDER[3]) / 2)
     assert 0 < mx < 0.15 and 0 < my < 0.15
+
+
+@pytest.mark.parametrize("scene, plate, ink", [(40, 150, 60), (90, 140, 70), (200, 120, 40)])
+def test_split_lands_between_rows_of_a_cut_with_scene_above_and_below(scene: int, plate: int, ink: int) -> None:
+    # Found on the EU crops placed in video frames: a reader's cut keeps dark scene above and below a
+    # dim plate; a threshold at a distance from the crop's median took the plate itself for ink and split
+    # inside the bottom row. Ink is now the minority side of Otsu's threshold on the inner rows.
+    h, w, margin = 110, 90, 20
+    img = np.full((h, w), scene, np.uint8)
+    img[margin:h - margin, 3:w - 3] = plate
+    font, scale, th = cv2.FONT_HERSHEY_SIMPLEX, 0.9, 3
+    top_base, bot_base = margin + 22, h - margin - 5
+    cv2.putText(img, "AB", (20, top_base), font, scale, ink, th, cv2.LINE_AA)
+    cv2.putText(img, "123", (12, bot_base), font, scale, ink, th, cv2.LINE_AA)
+    (_, bot_h), _ = cv2.getTextSize("123", font, scale, th)
+    assert top_base + th <= row_gap(img) <= bot_base - bot_h - th

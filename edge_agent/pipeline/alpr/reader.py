@@ -114,7 +114,7 @@ class PlateReader:
             return None
         x, y, w, h = det.box
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
-        # angle or a US-shaped one: read it both ways and keep the read that fits a format, then the surer.
+        # angle or a US-shaped one: read it both ways and keep the surer read.
         ways = [(False, crop)]
         if is_two_row(w, h):
             # Cut again at the two-row training crops' border: the one-row margin, split at the gap,
@@ -126,7 +126,7 @@ class PlateReader:
         # known before the read is checked, so that an Italian or French plate is checked as one.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
         one_row_band = None if at_edge else band_sides(crop)[1]
-        best: tuple[tuple[bool, bool, float], bool, FormatCheck, tuple[float, ...]] | None = None
+        best: tuple[float, bool, FormatCheck, tuple[float, ...]] | None = None
         for two_row, view in ways:
             ocr: OcrRead = self.ocr.read(view)
             # A box with no readable text is not reported: it is where most false plates come from.
@@ -137,15 +137,14 @@ class PlateReader:
             chars = _checked_confidences(ocr, check)
             # Both stages must be sure for the read to be sure.
             confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
-            # A read under the floor is never returned, so it must not displace one that is: a
-            # one-row plate in a squarish box (seen at an angle) read as two rows can fit a layout
-            # by chance, unsure, while the one-row read is sure.
-            key = (confidence >= self.min_confidence, check.valid, confidence)
-            if best is None or key > best[0]:
-                best = (key, two_row, check, chars)
-        if best is None or not best[0][0]:
+            # Of a squarish box's two reads the surer wins, whether or not it fits a layout: a one-row
+            # plate seen at an angle, read as two rows, can fit a short layout by chance (sure or not),
+            # while its one-row read fits no enabled layout (a foreign plate).
+            if best is None or confidence > best[0]:
+                best = (confidence, two_row, check, chars)
+        if best is None or best[0] < self.min_confidence:
             return None
-        (_, _, confidence), two_row, check, chars = best
+        confidence, two_row, check, chars = best
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
                          corrected_from=check.corrected_from, two_row=two_row,

@@ -19,6 +19,8 @@ import numpy as np
 TWO_ROW_MAX_ASPECT = 2.0
 # The gap between the rows is searched in this band of the crop height.
 _GAP_BAND = (0.30, 0.70)
+# The Otsu threshold that tells ink from plate is taken on these rows (shares of the crop height).
+_INNER_ROWS = (0.15, 0.85)
 # The border around the plate in the OCR's two-row training crops: (min, max) share of the crop's
 # width on each side, then of its height (the trainer draws from it). Tighter in y than a one-row
 # crop: after the split each row keeps its crop's top or bottom border at twice its share of the row.
@@ -42,22 +44,25 @@ def is_two_row(w: float, h: float) -> bool:
 def row_gap(grey: np.ndarray) -> int:
     """The row index (in ``grey``) of the gap between the two text rows.
 
-    Ink is what differs from the plate's background: the horizontal projection profile of
-    the dark-on-light (or light-on-dark) ink is searched in the middle band of the crop for
-    its minimum; a flat profile (no rows to tell apart) falls back to the middle.
+    Ink is the minority side of an Otsu threshold taken on the crop's inner rows (the plate, not the
+    scene a reader's cut keeps above and below it); the horizontal projection profile of the ink is
+    searched in the middle band of the crop for its minimum; a crop with no ink falls back to the middle.
+    A threshold at a fixed distance from the crop's median took the plate itself for ink whenever the
+    median was no plate colour (a dim plate, red letters, dark scene around it) and split inside a row.
     """
     h = int(grey.shape[0])
     lo, hi = int(h * _GAP_BAND[0]), max(int(h * _GAP_BAND[0]) + 1, int(np.ceil(h * _GAP_BAND[1])))
     if h < 4 or grey.shape[1] < 2:
         return h // 2
-    g = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
+    g = cv2.GaussianBlur(grey, (3, 3), 0)
     # Only the central part of the width: bands, screws and frames sit at the ends.
     w = g.shape[1]
-    core = g[:, int(w * 0.15) : max(int(w * 0.15) + 1, int(w * 0.85))]
-    bg = float(np.median(core))
-    ink = np.abs(core - bg)
-    ink = np.where(ink > max(20.0, 0.25 * float(ink.max())), ink, 0.0)
-    profile = ink.mean(axis=1)
+    core = np.ascontiguousarray(g[:, int(w * 0.15) : max(int(w * 0.15) + 1, int(w * 0.85))])
+    r0, r1 = int(h * _INNER_ROWS[0]), max(int(h * _INNER_ROWS[0]) + 1, int(h * _INNER_ROWS[1]))
+    threshold, _ = cv2.threshold(np.ascontiguousarray(core[r0:r1]), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = core <= threshold
+    ink = dark if float(dark[r0:r1].mean()) < 0.5 else ~dark
+    profile = ink.mean(axis=1).astype(np.float32)
     if float(profile.max()) <= 1e-6:
         return h // 2
     k = max(1, h // 24)
