@@ -378,6 +378,18 @@ def test_the_two_row_view_is_cut_as_the_ocr_learnt_two_row_plates() -> None:
     assert len(ocr.views) == 1
 
 
+def test_a_read_longer_than_any_plate_is_no_plate() -> None:
+    # Found on the held-out US photos: a "private property" sign read as two rows, PRVATEPROVPHT, sure.
+    reader = PlateReader(min_confidence=0.5)
+    frame = np.full((200, 300, 3), 200, np.uint8)
+    det = Detection((100.0, 60.0, 96.0, 57.0), 0.9)
+    reader.ocr = _ScriptedOCR(two_row=("PRVATEPROVPHT", 0.99), one_row=("PRIV", 0.2))
+    assert reader.read_crop(frame, det) is None
+    reader.ocr = _ScriptedOCR(two_row=("AB12345678", 0.99), one_row=("PRIV", 0.2))  # 10: the most a plate holds
+    read = reader.read_crop(frame, det)
+    assert read is not None and read.text == "AB12345678"
+
+
 class _OneReadOCR:
     """Stands in for the OCR model: every view reads ``text``, the last glyph unsure with ``last_alts``."""
 

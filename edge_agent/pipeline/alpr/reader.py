@@ -26,6 +26,8 @@ DEFAULT_OCR = MODELS_DIR / "plate_ocr.tflite"
 # Extra border around the detector box, as a fraction of the box: the OCR model was trained on
 # crops with a few percent of slack in x and more in y, and a box that clips the first or last
 # character costs a whole read.
+# No plate holds more characters (the longest in the labelled crops has 9).
+MAX_PLATE_CHARS = 10
 _MARGIN_X = 0.05
 _MARGIN_Y = 0.15
 
@@ -129,8 +131,9 @@ class PlateReader:
         best: tuple[float, bool, FormatCheck, tuple[float, ...]] | None = None
         for two_row, view in ways:
             ocr: OcrRead = self.ocr.read(view)
-            # A box with no readable text is not reported: it is where most false plates come from.
-            if len(ocr.text) < self.min_chars:
+            # A box with no readable text is not reported: it is where most false plates come from. Nor
+            # is one with more text than any plate holds (a sign read as two rows).
+            if not self.min_chars <= len(ocr.text) <= MAX_PLATE_CHARS:
                 continue
             check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives,
                                        right_band=None if two_row else one_row_band)
