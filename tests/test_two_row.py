@@ -93,6 +93,11 @@ def test_bad_input() -> None:
         side_by_side(np.zeros((1, 10), np.uint8))
 
 
+def test_float_crop_splits_as_its_8_bit_twin() -> None:
+    img, _, _ = _two_row_plate()
+    assert row_gap(img.astype(np.float32)) == row_gap(img)
+
+
 def test_the_readers_two_row_cut_is_the_middle_of_the_training_border() -> None:
     mx, my = cut_margin()
     # A margin m of the box on each side is m / (1 + 2m) of the cut.

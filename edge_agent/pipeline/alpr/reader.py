@@ -23,13 +23,15 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_DETECTOR = MODELS_DIR / "plate_detector.tflite"
 DEFAULT_OCR = MODELS_DIR / "plate_ocr.tflite"
 
+# No plate holds more characters (the longest in the labelled crops has 9).
+MAX_PLATE_CHARS = 10
 # Extra border around the detector box, as a fraction of the box: the OCR model was trained on
 # crops with a few percent of slack in x and more in y, and a box that clips the first or last
 # character costs a whole read.
-# No plate holds more characters (the longest in the labelled crops has 9).
-MAX_PLATE_CHARS = 10
 _MARGIN_X = 0.05
 _MARGIN_Y = 0.15
+# A two-row view's border: the two-row training crops' (two_row.TRAIN_BORDER), worked out once.
+_TWO_ROW_MARGIN = two_row_cut_margin()
 
 # The detector draws boxes up to about half its input wide (plates up to ~170 px of 320 in training).
 # A plate much wider than that, a close-up photo, is seen as a weak candidate about half the frame
@@ -121,7 +123,7 @@ class PlateReader:
         if is_two_row(w, h):
             # Cut again at the two-row training crops' border: the one-row margin, split at the gap,
             # would give each row far more context above or below than the OCR ever saw.
-            rows = _cut(image_bgr, det.box, self.rectify, two_row_cut_margin())
+            rows = _cut(image_bgr, det.box, self.rectify, _TWO_ROW_MARGIN)
             if rows is not None:
                 ways.insert(0, (True, side_by_side(rows)))
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it. The cue is

@@ -54,7 +54,8 @@ def row_gap(grey: np.ndarray) -> int:
     lo, hi = int(h * _GAP_BAND[0]), max(int(h * _GAP_BAND[0]) + 1, int(np.ceil(h * _GAP_BAND[1])))
     if h < 4 or grey.shape[1] < 2:
         return h // 2
-    g = cv2.GaussianBlur(grey, (3, 3), 0)
+    # Otsu's threshold takes 8-bit pixels.
+    g = cv2.GaussianBlur(grey if grey.dtype == np.uint8 else np.clip(grey, 0, 255).astype(np.uint8), (3, 3), 0)
     # Only the central part of the width: bands, screws and frames sit at the ends.
     w = g.shape[1]
     core = np.ascontiguousarray(g[:, int(w * 0.15) : max(int(w * 0.15) + 1, int(w * 0.85))])
