@@ -13,6 +13,12 @@ plate is smaller), away from the frame's own plates, with soft edges, and the fr
 a camera would. The reader reads it as the daemon does, with a motion region around the plate
 (``PlateReader.read(frame, regions)``). Placement is seeded: every model meets the same frames.
 
+``--rendered N`` adds N two-row plates drawn by the OCR trainer's renderer (``synth_plates.render_two_row_plate``:
+Italian motorcycle and moped plates, other EU two-row layouts; it needs the training requirements' Pillow
+and the plate font, ``EDGE_AGENT_PLATE_FONT``), placed like the two-row crops: the held-out data hold few
+two-row plates and no Italian one. The renderer is the trainer's own, so these figures flatter the OCR;
+they show what the reader's two-row path (cut, split, choice) does with plates the OCR can read.
+
 Per set and width: plates, detector recall at IoU 0.5, reads right / wrong (O and 0 the same), and false
 plates (a read touching neither the placed plate nor a plate of the frame's own); the reader score is
 right - wrong - false plates, as ``eval_holdout.py``'s. A pasted crop is not a photographed plate (no car
@@ -83,6 +89,18 @@ def held_out_crops(labels: Path, datasets: Path) -> list[tuple[str, Path, str, i
     return out
 
 
+def rendered_two_row(n: int, seed: int = SEED) -> list[tuple[str, np.ndarray, str, int]]:
+    """(set, image, text, rows) of ``n`` two-row plates from the OCR trainer's renderer, seeded."""
+    import synth_plates  # the training requirements' Pillow and the plate font: only with --rendered
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img, text = synth_plates.render_two_row_plate(rng)
+        out.append(("rendered-2row", img, fold(text), 2))
+    return out
+
+
 def scenes(datasets: Path) -> list[tuple[np.ndarray, list[Box]]]:
     """The held-out frames of the Romanian video, with their own plates' boxes."""
     out = []
@@ -123,12 +141,14 @@ def place(scene: np.ndarray, others: list[Box], crop: np.ndarray, width: int,
     return cv2.imdecode(jpg, cv2.IMREAD_COLOR), (float(x), float(y), float(w), float(h))
 
 
-def evaluate(reader: PlateReader, crops: list[tuple[str, Path, str, int]], frames: list[tuple[np.ndarray, list[Box]]],
-             verbose: bool = False) -> dict[tuple[str, int], Tally]:
+def evaluate(reader: PlateReader, crops: list[tuple[str, Path | np.ndarray, str, int]],
+             frames: list[tuple[np.ndarray, list[Box]]], verbose: bool = False) -> dict[tuple[str, int], Tally]:
+    """``crops``: (set, crop file or image, text, rows)."""
     rng = np.random.default_rng(SEED)
     tallies: dict[tuple[str, int], Tally] = {}
-    for i, (name, path, text, rows) in enumerate(crops):
-        crop = cv2.imread(str(path))
+    for i, (name, source, text, rows) in enumerate(crops):
+        crop = cv2.imread(str(source)) if isinstance(source, Path) else source
+        label = source.name if isinstance(source, Path) else f"#{i}"
         for k, width in enumerate(WIDTHS):
             scene, others = frames[(i * len(WIDTHS) + k) % len(frames)]
             placed = place(scene, others, crop, round(width * (TWO_ROW_SCALE if rows == 2 else 1.0)), rng) \
@@ -150,14 +170,14 @@ def evaluate(reader: PlateReader, crops: list[tuple[str, Path, str, int]], frame
                 elif not any(box_iou(r.box, o) >= 0.3 for o in others) and box_iou(r.box, box) < 0.3:
                     t.false_plates += 1
                     if verbose:
-                        print(f"{name} {path.name} @{width}: false plate {r.text} at {r.box}", file=sys.stderr)
+                        print(f"{name} {label} @{width}: false plate {r.text} at {r.box}", file=sys.stderr)
             if got != "-":
                 if fold(got) == text:
                     t.right += 1
                 else:
                     t.wrong += 1
             if verbose and fold(got) != text:
-                print(f"{name} {path.name} @{width}: truth {text} got {got}", file=sys.stderr)
+                print(f"{name} {label} @{width}: truth {text} got {got}", file=sys.stderr)
     return tallies
 
 
@@ -182,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", type=Path, default=None)
     ap.add_argument("--ocr", type=Path, default=None)
     ap.add_argument("--verbose", action="store_true", help="every plate not read right, and every false plate")
+    ap.add_argument("--rendered", type=int, default=0, metavar="N",
+                    help="also N two-row plates from the OCR trainer's renderer (needs Pillow and the plate font)")
     args = ap.parse_args(argv)
+    if args.rendered < 0:
+        ap.error("--rendered must be 0 or more")
     ds = args.datasets.resolve()
     try:
         crops = held_out_crops(args.labels, ds)
@@ -194,9 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no held-out EU crops with a label in {args.labels}, or no held-out {SCENE_FOLDER} frames "
               f"under {ds}", file=sys.stderr)
         return 2
+    plates: list[tuple[str, Path | np.ndarray, str, int]] = list(crops)
+    if args.rendered:
+        try:
+            plates += rendered_two_row(args.rendered)
+        except (ImportError, OSError) as exc:
+            print(f"error: --rendered needs the training requirements (scripts/requirements-train.txt) and the "
+                  f"plate font (EDGE_AGENT_PLATE_FONT): {exc}", file=sys.stderr)
+            return 2
     reader = PlateReader(args.detector, args.ocr)
-    print(f"{len(crops)} held-out EU crops x widths {WIDTHS} px in {len(frames)} held-out {SCENE_FOLDER} frames")
-    print(report(evaluate(reader, crops, frames, args.verbose)))
+    rendered = f" + {args.rendered} rendered two-row plates" if args.rendered else ""
+    print(f"{len(crops)} held-out EU crops{rendered} x widths {WIDTHS} px in {len(frames)} held-out {SCENE_FOLDER} "
+          "frames")
+    print(report(evaluate(reader, plates, frames, args.verbose)))
     return 0
 
 

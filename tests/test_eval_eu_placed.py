@@ -72,3 +72,34 @@ def test_missing_inputs_are_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "empty.tsv").write_text("")
     assert eval_eu_placed.main(["--datasets", str(tmp_path), "--labels", str(tmp_path / "empty.tsv")]) == 2
     assert "no held-out EU crops" in capsys.readouterr().err
+
+
+def test_plates_given_as_images_are_placed_and_read(tmp_path: Path) -> None:
+    # --rendered passes generated plates as images beside the crop files.
+    from edge_agent.pipeline.alpr.reader import PlateReader
+
+    ds, _ = _datasets(tmp_path)
+    frames = eval_eu_placed.scenes(ds)
+    plates: list[tuple[str, Path | np.ndarray, str, int]] = [("rendered-1row", render_plate("KL345MN"), "KL345MN", 1)]
+    tallies = eval_eu_placed.evaluate(PlateReader(), plates, frames)
+    assert sorted(tallies) == [("rendered-1row", w) for w in eval_eu_placed.WIDTHS]
+    assert sum(t.right for t in tallies.values()) >= 2 and sum(t.wrong for t in tallies.values()) == 0
+
+
+def test_rendered_plates_need_the_training_requirements(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds, labels = _datasets(tmp_path)
+    argv = ["--datasets", str(ds), "--labels", str(labels), "--rendered", "1"]
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        assert eval_eu_placed.main(argv) == 2
+        assert "--rendered needs the training requirements" in capsys.readouterr().err
+    else:
+        code = eval_eu_placed.main(argv)
+        out, err = capsys.readouterr()
+        if code == 2:  # Pillow without the plate font
+            assert "plate font" in err
+        else:
+            assert code == 0 and any(line.startswith("rendered-2row") for line in out.splitlines())
+    with pytest.raises(SystemExit):
+        eval_eu_placed.main(["--datasets", str(ds), "--labels", str(labels), "--rendered", "-1"])
