@@ -98,6 +98,12 @@ class Tally:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
+def reader_score(right: int, wrong: int, false_plates: int) -> int:
+    """What candidates are judged by (the model cards' "reader score"): a wrong plate published costs as
+    much as a right one gains, and a false plate as much as a wrong one."""
+    return right - wrong - false_plates
+
+
 def score_image(
     name: str,
     truths: list[Truth],

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -43,7 +43,7 @@ if str(SCRIPTS.parent) not in sys.path:
     sys.path.insert(0, str(SCRIPTS.parent))
 
 import splits  # noqa: E402
-from eval_alpr import fold, load_annotations  # noqa: E402
+from eval_alpr import fold, load_annotations, reader_score  # noqa: E402
 from eval_holdout import add_datasets_argument  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
@@ -70,7 +70,11 @@ class Tally:
 
     @property
     def score(self) -> int:
-        return self.right - self.wrong - self.false_plates
+        return reader_score(self.right, self.wrong, self.false_plates)
+
+    def add(self, other: Tally) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 def held_out_crops(labels: Path, datasets: Path) -> list[tuple[str, Path, str, int]]:
@@ -188,8 +192,7 @@ def report(tallies: dict[tuple[str, int], Tally]) -> str:
     for (name, width), t in sorted(tallies.items()):
         lines.append(f"{name:18s} {width:5d} {t.plates:6d} {t.found / max(t.plates, 1):7.1%} {t.right:6d} "
                      f"{t.wrong:6d} {t.false_plates:6d} {t.score:6d}")
-        for f in ("plates", "found", "right", "wrong", "false_plates"):
-            setattr(total, f, getattr(total, f) + getattr(t, f))
+        total.add(t)
     lines.append(f"{'TOTAL':18s} {'':5s} {total.plates:6d} {total.found / max(total.plates, 1):7.1%} {total.right:6d} "
                  f"{total.wrong:6d} {total.false_plates:6d} {total.score:6d}")
     return "\n".join(lines)

@@ -41,7 +41,7 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import splits  # noqa: E402  (scripts/splits.py: one home for the validation split)
-from eval_alpr import REPO, Tally, Truth, load_annotations, run_reader, score_image  # noqa: E402
+from eval_alpr import REPO, Tally, Truth, load_annotations, reader_score, run_reader, score_image  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
@@ -213,12 +213,10 @@ def metrics(name: str, folder: str, part: str, t: Tally, false_dets: int) -> dic
         "texted_plates": t.texted,
         "exact_accuracy": _ratio(t.texted_exact, t.texted),
         "char_error_rate": _ratio(t.texted_edits, t.chars) if t.texted else None,
-        # What candidates are judged by (the model cards' "reader score"): a wrong plate published costs
-        # as much as a right one gains, and a false plate as much as a wrong one.
         "texted_read_right": t.texted_exact,
         "texted_read_wrong": t.texted_wrong,
         "false_plates": t.false_plates,
-        "reader_score": t.texted_exact - t.texted_wrong - t.false_plates,
+        "reader_score": reader_score(t.texted_exact, t.texted_wrong, t.false_plates),
     }
 
 
