@@ -669,7 +669,11 @@ def loss_parts(hm: Any, reg: Any, mask: Any, logit: Any, pr: Any) -> tuple[Any, 
     return focal, off, siz
 
 
-def export_tflite(trained: Any, p: Pools, out: Path, float_out: Path) -> None:
+def export_tflite(trained: Any, p: Pools, out: Path, float_out: Path, calib_seed: int = 123,
+                  calib: str = "samples") -> None:
+    """The float, fp16 and int8 models. ``calib_seed`` draws the int8 calibration samples: another seed
+    gives another rounding of the same weights, which moves the held-out figures by several plates
+    (``plate_detector.md``), so candidates are compared over several seeds."""
     import tensorflow as tf
 
     model = build_model(INPUT)
@@ -692,14 +696,22 @@ def export_tflite(trained: Any, p: Pools, out: Path, float_out: Path) -> None:
     conv.target_spec.supported_types = [tf.float16]
     float_out.with_name(float_out.stem.replace("_float", "") + "_fp16.tflite").write_bytes(conv.convert())
 
-    rng = random.Random(123)
+    rng = random.Random(calib_seed)
 
     def rep() -> Iterator[list[np.ndarray]]:
         for _ in range(120):
-            # Letterboxed photos and scenes as at inference time.
-            img, _b = sample(p, rng)
             big = np.zeros((INPUT, INPUT), np.uint8)
-            big[:TRAIN, :TRAIN] = img
+            if calib == "photos":
+                # A training photo, letterboxed as the reader feeds a frame.
+                img = p.photos[rng.randrange(len(p.photos))][0]
+                s = INPUT / max(img.shape[:2])
+                small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                                   interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+                big[: small.shape[0], : small.shape[1]] = small
+            else:
+                # Training samples (photos and scenes) in the letterbox canvas.
+                img, _b = sample(p, rng)
+                big[:TRAIN, :TRAIN] = img
             yield [big[None, :, :, None].astype(np.float32)]
 
     conv = tf.lite.TFLiteConverter.from_concrete_functions([conc])
@@ -725,6 +737,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="data synthesis threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and exit")
+    ap.add_argument("--calib-seed", type=int, default=123, help="seed of the int8 calibration samples")
+    ap.add_argument("--calib", choices=("samples", "photos"), default="samples",
+                    help="int8 calibration inputs: training samples, or training photos letterboxed as the reader does")
     args = ap.parse_args()
 
     import tensorflow as tf
@@ -743,7 +758,7 @@ def main() -> int:
     float_out = args.ckpt / "plate_detector_float.tflite"
     if args.export_only:
         model.load_weights(args.ckpt / "last.weights.h5")
-        export_tflite(model, pools, args.out, float_out)
+        export_tflite(model, pools, args.out, float_out, args.calib_seed, args.calib)
         print(f"exported {args.out} ({args.out.stat().st_size} B) and {float_out}", flush=True)
         return 0
     total = args.epochs * args.steps

@@ -581,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--float", action="store_true", help="export float32 instead of int8")
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--calib-seed", type=int, default=1234,
+                    help="seed of the int8 calibration samples (another rounding of the same weights)")
     ap.add_argument("--validate", type=Path, nargs="+", metavar="TFLITE",
                     help="only score these model files on the held-out crops (as the exports are) and stop")
     ap.add_argument("--seed", type=int, default=0)
@@ -653,8 +655,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.init_weights:
         model.load_weights(args.init_weights)
         print(f"initialised from {args.init_weights} (new optimiser, schedule from step 0)", flush=True)
+    elif args.export_only and wpath.exists():
+        # Weights without this loop's state: a train_ocr_fit.py run or scripts/weights_from_tflite.py.
+        model.load_weights(wpath)
+        print(f"loaded {wpath}", flush=True)
+    elif args.export_only:
+        print(f"error: no weights to export: {wpath} not found and no --init-weights", file=sys.stderr)
+        return 2
 
-    rng = np.random.default_rng(1234)
+    rng = np.random.default_rng(args.calib_seed)
     rep = np.concatenate(
         [
             val_x[rng.permutation(len(val_x))[:150]],
