@@ -89,6 +89,17 @@ def load_annotated(folder: Path, validation: bool = False) -> list[tuple[np.ndar
     return out
 
 
+def letterbox(grey: np.ndarray) -> np.ndarray:
+    """The detector's input for a grey frame, as the reader makes it: the long side scaled to ``INPUT``,
+    placed top-left on a black square."""
+    s = INPUT / max(grey.shape[:2])
+    small = cv2.resize(grey, (max(1, round(grey.shape[1] * s)), max(1, round(grey.shape[0] * s))),
+                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((INPUT, INPUT), np.uint8)
+    out[: small.shape[0], : small.shape[1]] = small
+    return out
+
+
 def load_images(folder: Path, pattern: str, max_side: int = 0, keep: Any = None) -> list[np.ndarray]:
     out = []
     for p in sorted(folder.glob(pattern)):
@@ -700,17 +711,12 @@ def export_tflite(trained: Any, p: Pools, out: Path, float_out: Path, calib_seed
 
     def rep() -> Iterator[list[np.ndarray]]:
         for _ in range(120):
-            big = np.zeros((INPUT, INPUT), np.uint8)
             if calib == "photos":
-                # A training photo, letterboxed as the reader feeds a frame.
-                img = p.photos[rng.randrange(len(p.photos))][0]
-                s = INPUT / max(img.shape[:2])
-                small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                                   interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-                big[: small.shape[0], : small.shape[1]] = small
+                big = letterbox(p.photos[rng.randrange(len(p.photos))][0])
             else:
                 # Training samples (photos and scenes) in the letterbox canvas.
                 img, _b = sample(p, rng)
+                big = np.zeros((INPUT, INPUT), np.uint8)
                 big[:TRAIN, :TRAIN] = img
             yield [big[None, :, :, None].astype(np.float32)]
 

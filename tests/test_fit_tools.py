@@ -122,3 +122,16 @@ def test_a_tilted_plate_is_taught_with_the_box_around_all_of_it() -> None:
         x, y, w, h = train_detector.paste(canvas, plate, (60.0, 100.0, 120.0, 30.0), rng)
         ys, xs = np.nonzero(canvas > 0)
         assert xs.min() >= x - 1 and xs.max() <= x + w + 1 and ys.min() >= y - 1 and ys.max() <= y + h + 1
+
+
+def test_the_calibration_letterbox_is_the_readers() -> None:
+    # `--calib photos` and scripts/weights_from_tflite.py feed the detector frames as the reader does.
+    from edge_agent.pipeline.alpr.detector import PlateDetector
+    from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR
+
+    det = PlateDetector(DEFAULT_DETECTOR)
+    rng = np.random.default_rng(5)
+    for shape in ((720, 1280), (1000, 400), (200, 150)):
+        grey = rng.integers(0, 255, shape, dtype=np.uint8)
+        det._letterbox(grey, 1.0)
+        assert np.array_equal(train_detector.letterbox(grey), det._canvas)
