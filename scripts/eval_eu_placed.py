@@ -21,16 +21,17 @@ they show what the reader's two-row path (cut, split, choice) does with plates t
 
 Per set and width: plates, detector recall at IoU 0.5, reads right / wrong (O and 0 the same), and false
 plates (a read touching neither the placed plate nor a plate of the frame's own); the reader score is
-right - wrong - false plates, as ``eval_holdout.py``'s. A pasted crop is not a photographed plate (no car
-around it, its own lighting): these figures compare models on European layouts; they are not a
-field accuracy.
+right - wrong - false plates, as ``eval_holdout.py``'s (``--json``: the same as one JSON object). A pasted
+crop is not a photographed plate (no car around it, its own lighting): these figures compare models on
+European layouts; they are not a field accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -185,6 +186,16 @@ def evaluate(reader: PlateReader, crops: list[tuple[str, Path | np.ndarray, str,
     return tallies
 
 
+def as_json(tallies: dict[tuple[str, int], Tally]) -> str:
+    """The tallies per set and width, and pooled (``total``), with each one's reader score."""
+    total = Tally()
+    rows = []
+    for (name, width), t in sorted(tallies.items()):
+        rows.append({"set": name, "width": width, **asdict(t), "score": t.score})
+        total.add(t)
+    return json.dumps({"rows": rows, "total": {**asdict(total), "score": total.score}})
+
+
 def report(tallies: dict[tuple[str, int], Tally]) -> str:
     lines = [f"{'set':18s} {'width':>5s} {'plates':>6s} {'det@.5':>7s} {'right':>6s} {'wrong':>6s} {'false':>6s} "
              f"{'score':>6s}"]
@@ -205,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detector", type=Path, default=None)
     ap.add_argument("--ocr", type=Path, default=None)
     ap.add_argument("--verbose", action="store_true", help="every plate not read right, and every false plate")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--rendered", type=int, default=0, metavar="N",
                     help="also N two-row plates from the OCR trainer's renderer (needs Pillow and the plate font)")
     args = ap.parse_args(argv)
@@ -230,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"plate font (EDGE_AGENT_PLATE_FONT): {exc}", file=sys.stderr)
             return 2
     reader = PlateReader(args.detector, args.ocr)
+    if args.json:
+        print(as_json(evaluate(reader, plates, frames, args.verbose)))
+        return 0
     rendered = f" + {args.rendered} rendered two-row plates" if args.rendered else ""
     print(f"{len(crops)} held-out EU crops{rendered} x widths {WIDTHS} px in {len(frames)} held-out {SCENE_FOLDER} "
           "frames")

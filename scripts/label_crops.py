@@ -9,9 +9,10 @@ dealer frames, the German registration seal read as "8" or "&") do not become la
 Labels go to a TSV cache outside the repository: ``path<TAB>text<TAB>score<TAB>rows<TAB>box``
 (box ``x,y,w,h`` only for plates in full photos).
 The images themselves are never copied. Teacher reads checked by eye and found wrong are
-corrected from ``scripts/label_fixes.tsv`` as the labels are written, and crops the teacher could
-not label but a person could read are added from ``scripts/hand_labels.tsv``; ``--fix-only`` applies
-both files to an existing label TSV without running the teacher again.
+corrected from ``scripts/label_fixes.tsv`` as the labels are written, and crops (or photo plates, by
+their box) the teacher could not label but a person could read are added from
+``scripts/hand_labels.tsv``; ``--fix-only`` applies both files to an existing label TSV without running
+the teacher again.
 
     /work/train-venv/bin/python scripts/label_crops.py \
         --datasets ../shared/datasets --out ../ckpt/ocr/crop_labels.tsv
@@ -98,16 +99,23 @@ HAND_LABELS = Path(__file__).with_name("hand_labels.tsv")
 
 
 def load_hand_labels(path: Path = HAND_LABELS) -> dict[str, tuple[str, int]]:
-    """``folder/file`` -> (the plate's text, top row first; its rows, 1 or 2)."""
+    """Key -> (the plate's text, top row first; its rows, 1 or 2). The key is ``folder/file`` for a
+    ready-cut crop and ``folder/file@x,y,w,h`` for a plate boxed in a photo (the box as the photo's
+    annotation gives it, in whole pixels, as ``label_crops`` cuts it)."""
     labels: dict[str, tuple[str, int]] = {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
-        if (len(fields) != 3 or fields[0] in labels or fields[2] not in ("1", "2")
+        box = fields[3].split(",") if len(fields) == 4 else []
+        key = f"{fields[0]}@{fields[3]}" if box else fields[0]
+        if (len(fields) not in (3, 4) or key in labels or fields[2] not in ("1", "2")
+                or (len(fields) == 4 and (len(box) != 4 or not all(v.isdigit() for v in box)
+                                          or int(box[2]) < 1 or int(box[3]) < 1))
                 or not (fields[1].isascii() and fields[1].isalnum() and fields[1] == fields[1].upper())):
-            raise ValueError(f"{path}:{n}: want one 'folder/file<TAB>TEXT<TAB>rows (1 or 2)' line per crop")
-        labels[fields[0]] = (fields[1], int(fields[2]))
+            raise ValueError(f"{path}:{n}: want one 'folder/file<TAB>TEXT<TAB>rows (1 or 2)[<TAB>x,y,w,h]' "
+                             f"line per crop or boxed plate")
+        labels[key] = (fields[1], int(fields[2]))
     return labels
 
 
@@ -158,14 +166,26 @@ def load_reader_borders(path: Path = READER_BORDERS) -> dict[str, list[tuple[flo
 
 
 def hand_label_lines(datasets: Path, hand: dict[str, tuple[str, int]], have: set[str]) -> list[str]:
-    """Label lines (score 1.0, no box) for the hand-read crops whose key is not in ``have``."""
-    return [f"{(datasets / key).resolve()}\t{text}\t1.0000\t{rows}\t"
-            for key, (text, rows) in hand.items() if key not in have]
+    """Label lines (score 1.0; a box for a photo's plate) for the hand-read plates whose key is not in
+    ``have``."""
+    lines = []
+    for key, (text, rows) in hand.items():
+        if key not in have:
+            image, _, box = key.partition("@")
+            lines.append(f"{(datasets / image).resolve()}\t{text}\t1.0000\t{rows}\t{box}")
+    return lines
 
 
-def _key(path: str) -> str:
+def _key(path: str, box: str = "") -> str:
+    """The hand-label key of a crop, or of the plate at ``box`` in a photo."""
     p = Path(path)
-    return f"{p.parent.name}/{p.name}"
+    return f"{p.parent.name}/{p.name}" + (f"@{box}" if box else "")
+
+
+def _label_key(line: str) -> str:
+    """The hand-label key of a label TSV line."""
+    fields = line.split("\t")
+    return _key(fields[0], fields[4] if len(fields) > 4 else "")
 
 
 def fixed_label(fixes: dict[str, tuple[str, str | None]], image: Path, text: str) -> str | None:
@@ -299,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.fix_only is not None:
         lines, changed = apply_fixes(given, fixes)
-        added = hand_label_lines(args.datasets, hand, {_key(line.split("\t")[0]) for line in given})
+        added = hand_label_lines(args.datasets, hand, {_label_key(line) for line in given})
         tmp_out = args.out.with_suffix(".tmp")
         tmp_out.write_text("".join(line + "\n" for line in lines + added), encoding="utf-8")
         tmp_out.replace(args.out)
@@ -359,10 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             kept[folder] = kept.get(folder, 0) + 1
             box_s = ",".join(map(str, box)) if box else ""
             fh.write(f"{path.resolve()}\t{text}\t{res[1]:.4f}\t{2 if two_rows else 1}\t{box_s}\n")
-            if box is None:
-                written.add(_key(str(path)))
-        # A crop the teacher could not label but a person could read (a boxed photo plate is keyed by
-        # its photo, so only ready-cut crops take hand labels).
+            written.add(_key(str(path), box_s))
+        # A crop or photo plate the teacher could not label but a person could read.
         added = hand_label_lines(args.datasets, hand, written)
         fh.writelines(line + "\n" for line in added)
     tmp.replace(args.out)

@@ -92,7 +92,8 @@ def test_scores_held_out_part_per_source(
 ) -> None:
     out = _run(monkeypatch, capsys, "--datasets", str(datasets))
     rows = {r["source"]: r for r in out["sources"]}
-    assert list(rows) == ["tr:highway", "br", "TOTAL"]  # the training image of br is left out
+    # The training image of br is left out; the pooled rows by region follow the TOTAL.
+    assert list(rows) == ["tr:highway", "br", "TOTAL", "TOTAL europe", "TOTAL americas"]
     assert out["split"].startswith("scripts/splits.py@")
     assert set(out["models"]) == {"plate_detector", "plate_ocr"}
     br, tr, total = rows["br"], rows["tr:highway"], rows["TOTAL"]
@@ -101,6 +102,9 @@ def test_scores_held_out_part_per_source(
     assert br["false_plates_per_image"] == 0.0
     assert tr["detector_recall_iou0.5"] == 1.0 and tr["exact_accuracy"] is None and tr["char_error_rate"] is None
     assert (total["images"], total["plates"], total["texted_plates"]) == (2, 2, 1)
+    europe, americas = rows["TOTAL europe"], rows["TOTAL americas"]
+    assert (europe["images"], europe["plates"], europe["texted_plates"]) == (1, 1, 0)
+    assert (americas["images"], americas["texted_plates"], americas["reader_score"]) == (1, 1, 1)
     assert out["sweep"] is None
 
 
@@ -109,7 +113,7 @@ def test_sweep_and_training_part(
 ) -> None:
     out = _run(monkeypatch, capsys, "--datasets", str(datasets), "--sweep", "--all")
     rows = {r["source"]: r for r in out["sources"]}
-    assert list(rows) == ["tr:highway", "br", "TOTAL", "br:train", "TOTAL train"]
+    assert list(rows) == ["tr:highway", "br", "TOTAL", "TOTAL europe", "TOTAL americas", "br:train", "TOTAL train"]
     assert rows["br:train"]["part"] == "training" and rows["TOTAL"]["plates"] == 2
     sweep = out["sweep"]
     assert [r["threshold"] for r in sweep["rows"]] == list(eval_holdout.SWEEP_THRESHOLDS)

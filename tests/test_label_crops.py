@@ -6,6 +6,7 @@ The teacher read the EU band's country letters as characters (``EDW00001`` for a
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -93,7 +94,10 @@ def test_a_malformed_fixes_file_is_refused_with_its_line(tmp_path: Path) -> None
 def test_the_shipped_hand_labels_parse_and_name_crops_the_teacher_left() -> None:
     hand = label_crops.load_hand_labels()
     assert len(hand) >= 400
-    assert {key.partition("/")[0] for key in hand} <= {"eu-plate-crops", "eu-plate-crops-2"}
+    crops = {key for key in hand if "@" not in key}
+    assert {key.partition("/")[0] for key in crops} <= {"eu-plate-crops", "eu-plate-crops-2"}
+    photo_folders = {"plates-ro-boxes", "plates-tr-boxes", "plates-pl-boxes"}
+    assert {key.partition("/")[0] for key in set(hand) - crops} <= photo_folders
     fixes = label_crops.load_fixes()
     assert not set(hand) & set(fixes), "a crop is either fixed or read by hand, not both"
 
@@ -108,10 +112,45 @@ def test_fix_only_adds_hand_read_crops_once_and_refuses_bad_lines(tmp_path: Path
     lines = label_crops.hand_label_lines(datasets, hand, have)
     assert lines == [f"{(datasets / 'eu-plate-crops-2/x.jpg').resolve()}\tAH59817\t1.0000\t2\t"]
     for bad in ("eu-plate-crops/eu-1.png\tab123\t1\n", "eu-plate-crops/eu-1.png\tAB123CD\t3\n",
-                "eu-plate-crops/eu-1.png\tAB123CD\n"):
+                "eu-plate-crops/eu-1.png\tAB123CD\n", "plates-ro-boxes/a.jpg\tB75MCY\t1\t1,2,3\n",
+                "plates-ro-boxes/a.jpg\tB75MCY\t1\t1,2,0,4\n", "plates-ro-boxes/a.jpg\tB75MCY\t1\t1,2,-3,4\n"):
         hand_file.write_text(bad, encoding="utf-8")
         with pytest.raises(ValueError, match=r"hand\.tsv:1"):
             label_crops.load_hand_labels(hand_file)
+
+
+def test_a_hand_read_photo_plate_is_keyed_by_its_box_and_added_only_where_the_teacher_gave_none(tmp_path: Path) -> None:
+    datasets = tmp_path / "datasets"
+    hand_file = tmp_path / "hand.tsv"
+    hand_file.write_text("plates-ro-boxes/a.jpg\tB75MCY\t1\t10,20,140,38\n"
+                         "plates-ro-boxes/a.jpg\tB58BBP\t1\t500,20,140,38\n", encoding="utf-8")
+    hand = label_crops.load_hand_labels(hand_file)
+    assert set(hand) == {"plates-ro-boxes/a.jpg@10,20,140,38", "plates-ro-boxes/a.jpg@500,20,140,38"}
+    # The teacher labelled the first plate of the photo: the person's read of the other one is added, with its box.
+    teacher_line = f"{datasets / 'plates-ro-boxes/a.jpg'}\tB75MCY\t0.9500\t1\t10,20,140,38"
+    have = {label_crops._label_key(teacher_line)}
+    lines = label_crops.hand_label_lines(datasets, hand, have)
+    assert lines == [f"{(datasets / 'plates-ro-boxes/a.jpg').resolve()}\tB58BBP\t1.0000\t1\t500,20,140,38"]
+
+
+def test_the_hand_read_photo_plates_are_annotated_held_out_boxes() -> None:
+    """They exist to judge candidates on plates no trainer sees: each must be a box of its photo's
+    annotation, and held out by scripts/splits.py."""
+    import splits
+
+    env = os.environ.get("EDGE_AGENT_DATASETS")
+    datasets = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    if not (datasets / "plates-ro-boxes").is_dir():
+        pytest.skip("datasets not beside the repository")
+    boxed = [key for key in label_crops.load_hand_labels() if "@" in key]
+    assert len(boxed) >= 50
+    for key in boxed:
+        image, _, box = key.partition("@")
+        folder, _, name = image.partition("/")
+        assert splits.held_out(folder, name), key
+        ann = (datasets / image).with_suffix(".txt").read_text(encoding="utf-8").splitlines()
+        boxes = {",".join(str(int(float(v))) for v in line.split("\t")[1:5]) for line in ann}
+        assert box in boxes, key
 
 
 def test_label_sheets_show_every_label_numbered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
