@@ -104,7 +104,7 @@ def means(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 def line(name: str, row: dict[str, Any]) -> str:
     def cell(col: str, fmt: str) -> str:
         v = row.get(col)
-        return format(v, fmt) if v is not None else "-"
+        return format(v, fmt) if v is not None else format("-", fmt[0] + fmt[1:].split(".")[0])
     return (f"{name:<18}{cell('score', '>7.1f')}{cell('europe', '>8.1f')}{cell('americas', '>9.1f')}"
             f"{cell('false_per_photo', '>8.3f')}{cell('det50', '>8.1%')}{cell('placed', '>8.1f')}"
             f"{cell('crops', '>7.1f')}")
