@@ -311,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="also score the training part (not in TOTAL)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--labels", type=Path, default=None,
-                    help="teacher labels (scripts/label_crops.py TSV: path, text, score, rows, x,y,w,h) giving "
-                         "box-only plates a text, so exact reads are scored on them too (noisy: the teacher's)")
+                    help="crop labels (scripts/label_crops.py TSV: path, text, score, rows, x,y,w,h) giving "
+                         "box-only plates a text, so exact reads are scored on them too (the teacher's, noisy, "
+                         "and those read by hand)")
     args = ap.parse_args(argv)
     root = args.datasets
     if not root.is_dir():
@@ -343,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     for part, validation in (("validation", True), ("training", False)):
         total = Tally()
         total_false = 0
+        by_region: dict[str, tuple[Tally, int]] = {}
         chosen = [s for s in sources if s.validation == validation]
         for s in chosen:
             fails: list[str] = []
@@ -352,17 +354,16 @@ def main(argv: list[str] | None = None) -> int:
             total.add(t)
             total_false += fd
             rows.append(metrics(s.name, s.folder, part, t, fd))
+            region = REGIONS.get(SOURCES.get(s.folder, ""))
+            if validation and region is not None:
+                pooled, pooled_false = by_region.setdefault(region, (Tally(), 0))
+                pooled.add(t)
+                by_region[region] = (pooled, pooled_false + fd)
         if chosen:
             rows.append(metrics("TOTAL" if validation else "TOTAL train", "", part, total, total_false))
-        if validation:
-            for region in sorted(set(REGIONS.values()), key=list(REGIONS.values()).index):
-                pooled, pooled_false = Tally(), 0
-                members = [s for s in chosen if REGIONS.get(SOURCES.get(s.folder, "")) == region]
-                for s in members:
-                    pooled.add(tally(s.images, []))
-                    pooled_false += false_detections(s.images)
-                if members:
-                    rows.append(metrics(f"TOTAL {region}", "", part, pooled, pooled_false))
+        for region in dict.fromkeys(REGIONS.values()):
+            if region in by_region:
+                rows.append(metrics(f"TOTAL {region}", "", part, *by_region[region]))
     held = [s for s in sources if s.validation]
     sw = sweep(held, args.max_false) if args.sweep else None
     seconds = round(time.perf_counter() - t0, 1)
