@@ -101,17 +101,16 @@ def means(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
+# Column, width, format: one layout for the header and every line.
+LAYOUT = (("score", 7, ".1f"), ("europe", 8, ".1f"), ("americas", 9, ".1f"), ("false_per_photo", 8, ".3f"),
+          ("det50", 8, ".1%"), ("placed", 8, ".1f"), ("crops", 7, ".1f"))
+TITLES = {"false_per_photo": "false", "det50": "det@.5"}
+HEADER = f"{'calibration':<18}" + "".join(f"{TITLES.get(col, col):>{width}}" for col, width, _ in LAYOUT)
+
+
 def line(name: str, row: dict[str, Any]) -> str:
-    def cell(col: str, fmt: str) -> str:
-        v = row.get(col)
-        return format(v, fmt) if v is not None else format("-", fmt[0] + fmt[1:].split(".")[0])
-    return (f"{name:<18}{cell('score', '>7.1f')}{cell('europe', '>8.1f')}{cell('americas', '>9.1f')}"
-            f"{cell('false_per_photo', '>8.3f')}{cell('det50', '>8.1%')}{cell('placed', '>8.1f')}"
-            f"{cell('crops', '>7.1f')}")
-
-
-HEADER = (f"{'calibration':<18}{'score':>7}{'europe':>8}{'americas':>9}{'false':>8}{'det@.5':>8}{'placed':>8}"
-          f"{'crops':>7}")
+    return f"{name:<18}" + "".join(
+        f"{row[col]:>{width}{fmt}}" if row.get(col) is not None else f"{'-':>{width}}" for col, width, fmt in LAYOUT)
 
 
 def main(argv: list[str] | None = None) -> int:

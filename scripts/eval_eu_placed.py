@@ -186,24 +186,28 @@ def evaluate(reader: PlateReader, crops: list[tuple[str, Path | np.ndarray, str,
     return tallies
 
 
+def pooled(tallies: dict[tuple[str, int], Tally]) -> Tally:
+    total = Tally()
+    for t in tallies.values():
+        total.add(t)
+    return total
+
+
 def as_json(tallies: dict[tuple[str, int], Tally]) -> str:
     """The tallies per set and width, and pooled (``total``), with each one's reader score."""
-    total = Tally()
-    rows = []
-    for (name, width), t in sorted(tallies.items()):
-        rows.append({"set": name, "width": width, **asdict(t), "score": t.score})
-        total.add(t)
+    rows = [{"set": name, "width": width, **asdict(t), "score": t.score}
+            for (name, width), t in sorted(tallies.items())]
+    total = pooled(tallies)
     return json.dumps({"rows": rows, "total": {**asdict(total), "score": total.score}})
 
 
 def report(tallies: dict[tuple[str, int], Tally]) -> str:
     lines = [f"{'set':18s} {'width':>5s} {'plates':>6s} {'det@.5':>7s} {'right':>6s} {'wrong':>6s} {'false':>6s} "
              f"{'score':>6s}"]
-    total = Tally()
     for (name, width), t in sorted(tallies.items()):
         lines.append(f"{name:18s} {width:5d} {t.plates:6d} {t.found / max(t.plates, 1):7.1%} {t.right:6d} "
                      f"{t.wrong:6d} {t.false_plates:6d} {t.score:6d}")
-        total.add(t)
+    total = pooled(tallies)
     lines.append(f"{'TOTAL':18s} {'':5s} {total.plates:6d} {total.found / max(total.plates, 1):7.1%} {total.right:6d} "
                  f"{total.wrong:6d} {total.false_plates:6d} {total.score:6d}")
     return "\n".join(lines)

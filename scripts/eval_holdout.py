@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     for part, validation in (("validation", True), ("training", False)):
         total = Tally()
         total_false = 0
-        by_region: dict[str, tuple[Tally, int]] = {}
+        region_tally: dict[str, Tally] = {}
+        region_false: dict[str, int] = {}
         chosen = [s for s in sources if s.validation == validation]
         for s in chosen:
             fails: list[str] = []
@@ -356,14 +357,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(metrics(s.name, s.folder, part, t, fd))
             region = REGIONS.get(SOURCES.get(s.folder, ""))
             if validation and region is not None:
-                pooled, pooled_false = by_region.setdefault(region, (Tally(), 0))
-                pooled.add(t)
-                by_region[region] = (pooled, pooled_false + fd)
+                region_tally.setdefault(region, Tally()).add(t)
+                region_false[region] = region_false.get(region, 0) + fd
         if chosen:
             rows.append(metrics("TOTAL" if validation else "TOTAL train", "", part, total, total_false))
         for region in dict.fromkeys(REGIONS.values()):
-            if region in by_region:
-                rows.append(metrics(f"TOTAL {region}", "", part, *by_region[region]))
+            if region in region_tally:
+                rows.append(metrics(f"TOTAL {region}", "", part, region_tally[region], region_false[region]))
     held = [s for s in sources if s.validation]
     sw = sweep(held, args.max_false) if args.sweep else None
     seconds = round(time.perf_counter() - t0, 1)
@@ -386,10 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threshold  {threshold} (detector score)\n")
     print_table(rows)
     for m in rows:
-        region = str(m["source"]).removeprefix("TOTAL ") if m["part"] == "validation" else ""
-        if m["source"] == "TOTAL" or region in REGIONS.values():
-            name = "" if m["source"] == "TOTAL" else region + " "
-            print(f"\n{name}reader score {m['reader_score']}: of {m['texted_plates']} plates with a text, "
+        if m["part"] == "validation" and str(m["source"]).startswith("TOTAL"):
+            region = str(m["source"]).removeprefix("TOTAL").strip()
+            prefix = region + " " if region else ""
+            print(f"\n{prefix}reader score {m['reader_score']}: of {m['texted_plates']} plates with a text, "
                   f"{m['texted_read_right']} read right, {m['texted_read_wrong']} read wrong; "
                   f"{m['false_plates']} false plates")
     if sw is not None:
