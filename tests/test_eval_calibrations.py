@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import eval_calibrations  # noqa: E402
+import eval_eu_placed  # noqa: E402
 
 
 def test_the_detector_calibrates_on_samples_and_photos_the_ocr_on_samples() -> None:
@@ -66,5 +67,10 @@ def test_an_export_in_out_is_scored_with_the_other_model(tmp_path: Path, capsys:
     (row,) = results["calibrations"]
     # The generated held-out frame's own plate (GH456JK, a Romanian video: European) is read right.
     assert row["calibration"] == "detector-samples1" and row["europe"] == 1 and row["americas"] is None
-    assert row["det50"] == 1.0 and row["placed"] >= 2 and row["crops"] is None
+    # Placed-EU is eval_eu_placed's own figure for the export beside the packaged OCR.
+    capsys.readouterr()
+    assert eval_eu_placed.main(["--datasets", str(ds), "--labels", str(labels), "--detector",
+                                str(out / "detector-samples1.tflite"), "--json"]) == 0
+    placed = json.loads(capsys.readouterr().out)["total"]["score"]
+    assert row["det50"] == 1.0 and row["placed"] == placed and row["crops"] is None
     assert results["mean"]["europe"] == 1.0

@@ -44,16 +44,23 @@ def _datasets(tmp_path: Path) -> tuple[Path, Path]:
     return ds, labels
 
 
+def total_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("TOTAL"))
+
+
 def test_held_out_crops_are_placed_found_and_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ds, labels = _datasets(tmp_path)
     crops = eval_eu_placed.held_out_crops(labels, ds)
     assert [(s, p.name, t) for s, p, t, _ in crops] == [("eu-plate-crops", crops[0][1].name, "AB123CD")]
     assert eval_eu_placed.main(["--datasets", str(ds), "--labels", str(labels)]) == 0
     out = capsys.readouterr().out
-    total = next(line for line in out.splitlines() if line.startswith("TOTAL")).split()
+    total = total_line(out).split()
     plates, right, wrong, false_plates = int(total[1]), int(total[3]), int(total[4]), int(total[5])
     assert plates == len(eval_eu_placed.WIDTHS)  # one crop, every width
-    assert right >= 2 and wrong == 0 and false_plates == 0, out  # the frame's own plate is not a false plate
+    # Every placed plate is found and at least the two wider ones are read right (the 80 px one is the
+    # model's to miss); the frame's own plate is not a false plate.
+    assert " 100.0% " in total_line(out) and right + wrong <= plates and right >= 2, out
+    assert false_plates == 0, out
 
 
 def test_the_placement_is_the_same_for_every_model(tmp_path: Path) -> None:
