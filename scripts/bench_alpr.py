@@ -17,7 +17,8 @@ pass, and prints median and p95 milliseconds per stage:
 box grown 3x, a stand-in for the moving area that the daemon passes), as ``alpr.second_look`` does.
 ``--baseline-detector/--baseline-ocr`` time a second reader (e.g. the previous models) on the same
 photos in the same passes, interleaved, and print the ratio of the medians: machines differ and are
-noisy, ratios within one run do not.
+noisy, ratios within one run do not. ``--baseline-no-wide-retry`` makes the second reader one without the
+wider second cut of reads that fit no format (``PlateReader(wide_retry=False)``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> int:
     ap.add_argument("--second-look", action="store_true", help="a second detector look around each plate")
     ap.add_argument("--baseline-detector", type=Path, default=None)
     ap.add_argument("--baseline-ocr", type=Path, default=None)
+    ap.add_argument("--baseline-no-wide-retry", action="store_true",
+                    help="the baseline reader without the wider second cut of reads that fit no format")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # one core, as on the pole where capture and MQTT share the CPU
     files = sorted(p for p in args.dataset.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -64,8 +67,9 @@ def main() -> int:
         return 2
     try:
         readers = {"reader": PlateReader(args.detector, args.ocr, threads=1)}
-        if args.baseline_detector or args.baseline_ocr:
-            readers["baseline"] = PlateReader(args.baseline_detector, args.baseline_ocr, threads=1)
+        if args.baseline_detector or args.baseline_ocr or args.baseline_no_wide_retry:
+            readers["baseline"] = PlateReader(args.baseline_detector, args.baseline_ocr, threads=1,
+                                              wide_retry=not args.baseline_no_wide_retry)
     except ModelError as exc:
         print(f"bench_alpr: {exc}", file=sys.stderr)
         return 2

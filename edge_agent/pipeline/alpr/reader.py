@@ -30,6 +30,10 @@ MAX_PLATE_CHARS = 10
 # character costs a whole read.
 _MARGIN_X = 0.05
 _MARGIN_Y = 0.15
+# A one-row read that fits no enabled format is often a box that ends a character short (small plates:
+# the detector's box stops early on the right); the second cut gives one character of a 7-8 character
+# plate more room on each side. From the plate's geometry, not tuned.
+_WIDE_MARGIN_X = 0.125
 # A two-row view's border: the two-row training crops' (two_row.TRAIN_BORDER), worked out once.
 _TWO_ROW_MARGIN = two_row_cut_margin()
 
@@ -42,6 +46,10 @@ _TWO_ROW_MARGIN = two_row_cut_margin()
 _WIDE_CANDIDATE = 0.4
 _WIDE_CANDIDATE_SCORE = 0.1
 _ZOOM_OUT = 2.0
+
+
+# (confidence, read as two rows, the format check, per-character confidences of the checked text)
+_Read = tuple[float, bool, FormatCheck, tuple[float, ...]]
 
 
 class PlateReader:
@@ -63,11 +71,13 @@ class PlateReader:
         min_confidence: float = 0.5,
         rectify: bool = True,
         formats: Sequence[str] = DEFAULT_ORDER,
+        wide_retry: bool = True,
     ) -> None:
         """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
         is checked against them, as the daemon publishes it. ``min_confidence``: reads below it are not
         returned (``alpr.min_confidence``, whose default this is; the daemon's frame pipeline sets it to
-        the node's value)."""
+        the node's value). ``wide_retry``: a one-row read that fits no format is read again from a wider cut
+        (``read_crop``); off only to measure what it changes."""
         self.detector = PlateDetector(
             Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
             threads=threads,
@@ -79,6 +89,7 @@ class PlateReader:
         self.min_confidence = min_confidence
         self.rectify = rectify
         self.formats = PlateFormats(formats)
+        self.wide_retry = wide_retry
         self.second_looks = 0  # frames that got a second, closer detector pass (see read)
         self.zoomed_out_looks = 0  # frames that got a second, zoomed-out pass (a plate too big for the model's boxes)
 
@@ -130,23 +141,20 @@ class PlateReader:
         # known before the read is checked, so that an Italian or French plate is checked as one.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
         one_row_band = None if at_edge else band_sides(crop)[1]
-        best: tuple[float, bool, FormatCheck, tuple[float, ...]] | None = None
+        best: _Read | None = None
         for two_row, view in ways:
-            ocr: OcrRead = self.ocr.read(view)
-            # A box with no readable text is not reported: it is where most false plates come from. Nor
-            # is one with more text than any plate holds (a sign read as two rows).
-            if not self.min_chars <= len(ocr.text) <= MAX_PLATE_CHARS:
-                continue
-            check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives,
-                                       right_band=None if two_row else one_row_band)
-            chars = _checked_confidences(ocr, check)
-            # Both stages must be sure for the read to be sure.
-            confidence = math.sqrt(max(0.0, min(chars, default=0.0)) * det.score)
+            read = self._read_view(view, two_row, one_row_band, det.score)
             # Of a squarish box's two reads the surer wins, whether or not it fits a layout: a one-row
             # plate seen at an angle, read as two rows, can fit a short layout by chance (sure or not),
             # while its one-row read fits no enabled layout (a foreign plate).
-            if best is None or confidence > best[0]:
-                best = (confidence, two_row, check, chars)
+            if read is not None and (best is None or read[0] > best[0]):
+                best = read
+        if self.wide_retry and best is not None and not best[1] and not best[2].valid:
+            wide = _cut(image_bgr, det.box, self.rectify, (_WIDE_MARGIN_X, _MARGIN_Y))
+            read = None if wide is None else self._read_view(wide, False, one_row_band, det.score)
+            # Only a read that now fits a layout replaces the first: a foreign plate fits none either way.
+            if read is not None and read[2].valid and read[0] >= self.min_confidence:
+                best = read
         if best is None or best[0] < self.min_confidence:
             return None
         confidence, two_row, check, chars = best
@@ -154,6 +162,19 @@ class PlateReader:
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
                          corrected_from=check.corrected_from, two_row=two_row,
                          right_band=None if two_row else one_row_band)
+
+    def _read_view(self, view: np.ndarray, two_row: bool, one_row_band: bool | None, det_score: float) -> _Read | None:
+        """One view of a box read and checked against the formats, or None when its text cannot be a plate."""
+        ocr: OcrRead = self.ocr.read(view)
+        # A box with no readable text is not reported: it is where most false plates come from. Nor
+        # is one with more text than any plate holds (a sign read as two rows).
+        if not self.min_chars <= len(ocr.text) <= MAX_PLATE_CHARS:
+            return None
+        check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives,
+                                   right_band=None if two_row else one_row_band)
+        chars = _checked_confidences(ocr, check)
+        # Both stages must be sure for the read to be sure.
+        return math.sqrt(max(0.0, min(chars, default=0.0)) * det_score), two_row, check, chars
 
     def read(self, image_bgr: np.ndarray, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[PlateRead]:
         """All plates found and read in a BGR (or grey) frame, most confident detection first.
