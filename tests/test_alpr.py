@@ -122,16 +122,16 @@ def test_missing_corrupt_and_wrong_models(tmp_path: Path) -> None:
 @pytest.mark.skipif(not DEV.is_dir(), reason=f"dev set not available at {DEV} (set EDGE_AGENT_DATASETS)")
 def test_dev_set_regression_floor(reader: PlateReader) -> None:
     # A regression guard, not a target (issue 12: >= 98% exact, >= 99% recall@0.5, <= 0.03 false plates
-    # per photo). The floors sat a little below what the v3 models measured (see
-    # edge_agent/models/plate_detector.md: detector recall@0.5 100%, reader recall 96.3%, exact 90.7%,
-    # 0.037 false plates per image, real but unannotated plates), so a regression trips them and noise does
-    # not; the v3 detector with OCR v4 reads 96.3% exact.
+    # per photo). The floors sit a little below what the shipped models measure (the v3 detector with OCR
+    # v4, edge_agent/models/plate_ocr.md: detector recall@0.5 100%, reader recall 100%, exact 96.3%, 0.037
+    # false plates per image, real but unannotated plates), so a regression (OCR v3 read 90.7%) trips them
+    # and noise (a plate or two) does not.
     m = eval_alpr.evaluate(DEV, reader, verbose=False)
     assert m["images"] == 54
     assert float(m["detector_recall_iou0.5"]) >= 0.96  # type: ignore[arg-type]
     assert float(m["recall_iou0.3"]) >= 0.93  # type: ignore[arg-type]
     assert float(m["false_plates_per_image"]) <= 0.1  # type: ignore[arg-type]
-    assert float(m["exact_accuracy"]) >= 0.87  # type: ignore[arg-type]
+    assert float(m["exact_accuracy"]) >= 0.92  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- edge-agent read
