@@ -35,6 +35,7 @@ from edge_agent.pipeline.alpr.types import ModelError, PlateRead  # noqa: E402
 from edge_agent.pipeline.tracking import levenshtein  # noqa: E402  (the tracker's: eval and runtime count errors alike)
 
 Box = tuple[float, float, float, float]
+UNBOXED_PLATES = REPO / "scripts" / "unboxed_plates.tsv"
 
 
 @dataclass
@@ -58,6 +59,18 @@ def load_annotations(folder: Path) -> list[tuple[Path, list[Truth]]]:
         if image is not None and image.is_file():
             items.append((image, truths))
     return items
+
+
+def unboxed_plates(path: Path = UNBOXED_PLATES) -> dict[str, list[Box]]:
+    """Real plates the datasets leave without a box, by image file name (``scripts/unboxed_plates.tsv``): a read
+    on one is neither right nor a false plate, since no label says what it reads."""
+    out: dict[str, list[Box]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        f = line.split("\t")
+        if line.startswith("#") or len(f) < 5:
+            continue
+        out.setdefault(f[0], []).append((float(f[1]), float(f[2]), float(f[3]), float(f[4])))
+    return out
 
 
 def fold(text: str) -> str:
@@ -112,10 +125,12 @@ def score_image(
     tally: Tally,
     failures: list[str],
     list_box_only: bool = True,
+    unboxed: list[Box] | None = None,
 ) -> None:
     """Adds one image to ``tally``: ``det_boxes`` all the detector's boxes, ``reads`` the plates the reader
     reported; misreads and false plates are appended to ``failures`` (a well found plate annotated with no
-    text too, unless ``list_box_only`` is false)."""
+    text too, unless ``list_box_only`` is false). A read on one of ``unboxed`` (IoU >= 0.3; ``unboxed_plates``)
+    is not a false plate."""
     tally.images += 1
     read_boxes: list[Box] = [tuple(float(v) for v in r.box) for r in reads]  # type: ignore[misc]
     matched: set[int] = set()
@@ -142,7 +157,8 @@ def score_image(
             tally.texted_wrong += bool(got) and not ok
         if (not ok and (t.text or list_box_only)) or v < 0.5:
             failures.append(f"{name}: truth {t.text} got {got or '-'} (IoU {v:.2f}, detector IoU {dv:.2f})")
-    extra = [r for j, r in enumerate(reads) if j not in matched]
+    extra = [r for j, r in enumerate(reads) if j not in matched
+             and not any(box_iou(read_boxes[j], u) >= 0.3 for u in unboxed or ())]
     tally.false_plates += len(extra)
     for r in extra:
         failures.append(f"{name}: false plate {r.text} at {r.box} ({r.confidence:.2f})")
@@ -176,9 +192,11 @@ def evaluate(folder: Path, reader: PlateReader, verbose: bool) -> dict[str, obje
     tally = Tally()
     times: list[float] = []
     failures: list[str] = []
+    unboxed = unboxed_plates()
     for path, truths, dets, reads, ms in run_reader(items, reader):
         times.append(ms)
-        score_image(path.name, truths, [d.box for d in dets], [r for r in reads if r is not None], tally, failures)
+        score_image(path.name, truths, [d.box for d in dets], [r for r in reads if r is not None], tally, failures,
+                    unboxed=unboxed.get(path.name))
     if verbose:
         for line in failures:
             print(line, file=sys.stderr)

@@ -44,7 +44,7 @@ if str(SCRIPTS.parent) not in sys.path:
     sys.path.insert(0, str(SCRIPTS.parent))
 
 import splits  # noqa: E402
-from eval_alpr import fold, load_annotations, reader_score  # noqa: E402
+from eval_alpr import fold, load_annotations, reader_score, unboxed_plates  # noqa: E402
 from eval_holdout import add_datasets_argument  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
@@ -107,13 +107,16 @@ def rendered_two_row(n: int, seed: int = SEED) -> list[tuple[str, np.ndarray, st
 
 
 def scenes(datasets: Path) -> list[tuple[np.ndarray, list[Box]]]:
-    """The held-out frames of the Romanian video, with their own plates' boxes."""
+    """The held-out frames of the Romanian video, with their own plates' boxes: the annotated ones and those the
+    dataset left without a box (``scripts/unboxed_plates.tsv``), which no placed plate covers and no read on is
+    a false plate."""
     out = []
+    unboxed = unboxed_plates()
     for path, truths in load_annotations(datasets / SCENE_FOLDER):
         if splits.held_out(SCENE_FOLDER, path.name):
             img = cv2.imread(str(path))
             if img is not None:
-                out.append((img, [t.box for t in truths]))
+                out.append((img, [t.box for t in truths] + unboxed.get(path.name, [])))
     return out
 
 

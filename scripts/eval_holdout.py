@@ -42,7 +42,16 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 import splits  # noqa: E402  (scripts/splits.py: one home for the validation split)
-from eval_alpr import REPO, Tally, Truth, load_annotations, reader_score, run_reader, score_image  # noqa: E402
+from eval_alpr import (  # noqa: E402
+    REPO,
+    Tally,
+    Truth,
+    load_annotations,
+    reader_score,
+    run_reader,
+    score_image,
+    unboxed_plates,
+)
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
@@ -186,16 +195,20 @@ def run_sweep(s: Source, reader: PlateReader, thresholds: tuple[float, ...], ope
 
 def tally(images: list[Image], failures: list[str] | None = None) -> Tally:
     t = Tally()
+    unboxed = unboxed_plates()
     for im in images:
         reads = [r for r in im.reads if r is not None]
         sink = failures if failures is not None else []
-        score_image(im.name, im.truths, [d.box for d in im.dets], reads, t, sink, list_box_only=False)
+        score_image(im.name, im.truths, [d.box for d in im.dets], reads, t, sink, list_box_only=False,
+                    unboxed=unboxed.get(im.name))
     return t
 
 
 def false_detections(images: list[Image]) -> int:
-    """Detections that overlap no annotated plate at IoU 0.3."""
-    return sum(1 for im in images for d in im.dets if all(box_iou(d.box, t.box) < 0.3 for t in im.truths))
+    """Detections that overlap no plate at IoU 0.3 (an annotated one, or one of ``unboxed_plates``)."""
+    unboxed = unboxed_plates()
+    return sum(1 for im in images for d in im.dets
+               if all(box_iou(d.box, b) < 0.3 for b in [t.box for t in im.truths] + unboxed.get(im.name, [])))
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import eval_holdout  # noqa: E402
-from eval_alpr import Tally, Truth, score_image  # noqa: E402
+from eval_alpr import UNBOXED_PLATES, Tally, Truth, score_image, unboxed_plates  # noqa: E402
 from splits import held_out  # noqa: E402
 
 PLATE_W, AT = 160, (560, 420)
@@ -85,6 +85,28 @@ def test_reader_score_counts_right_wrong_and_false_plates() -> None:
     assert (t.texted, t.texted_exact, t.texted_wrong, t.false_plates) == (3, 1, 1, 1)
     m = eval_holdout.metrics("x", "f", "validation", t, 0)
     assert (m["texted_read_right"], m["texted_read_wrong"], m["false_plates"], m["reader_score"]) == (1, 1, 1, -1)
+
+
+def test_a_read_on_a_plate_the_dataset_left_unboxed_is_not_a_false_plate() -> None:
+    truths = [Truth((10.0, 10.0, 100.0, 25.0), "AB123CD")]
+    reads = [PlateRead("AB123CD", (10, 10, 100, 25), 0.9), PlateRead("B642STB", (4, 397, 85, 20), 0.8),
+             PlateRead("QQ111QQ", (500, 300, 100, 25), 0.9)]
+    plain, listed = Tally(), Tally()
+    score_image("x.jpg", truths, [], reads, plain, [])
+    score_image("x.jpg", truths, [], reads, listed, [], unboxed=[(6.0, 398.0, 80.0, 19.0)])
+    assert (plain.texted_exact, plain.false_plates) == (1, 2)
+    # Neither right nor false: only the read touching no plate at all is a false plate.
+    assert (listed.plates, listed.texted_exact, listed.texted_wrong, listed.false_plates) == (1, 1, 0, 1)
+
+
+def test_the_unboxed_plates_list_names_held_out_frames_only(tmp_path: Path) -> None:
+    listed = unboxed_plates()
+    assert listed and all(held_out("plates-ro-boxes", name) for name in listed), "never a training frame"
+    assert all(w >= 25 and 2.0 <= w / h <= 6.5 for boxes in listed.values() for _, _, w, h in boxes)
+    own = tmp_path / "u.tsv"
+    own.write_text("# a comment\nimg.jpg\t1\t2\t30\t10\tplate\nshort\tline\n", encoding="utf-8")
+    assert unboxed_plates(own) == {"img.jpg": [(1.0, 2.0, 30.0, 10.0)]}
+    assert UNBOXED_PLATES.is_file()
 
 
 def test_scores_held_out_part_per_source(
