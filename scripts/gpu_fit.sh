@@ -9,6 +9,8 @@
 # Two runs side by side, each with half the machine's cores for data: A fine-tunes the shipped
 # model (.gpu/<what>_init.weights.h5), B trains from scratch. Weights, state and logs land in
 # $OUT/a and $OUT/b; the model cards say how to prepare .gpu/ and how to export and score the result.
+# A_LR, B_LR: the two runs' peak learning rates (1e-3, 3e-3); B_FLAGS: more flags for B (the OCR's
+# wider network: B_FLAGS="--width 1.25").
 set -u
 what=${1:?detector or ocr}
 case $what in
@@ -25,9 +27,9 @@ if ! python3 -c "import jax, sys; sys.exit(jax.devices()[0].platform != 'gpu')" 
     python3 -c "$smoke" || exit 1
 fi
 workers=$(( ($(nproc) - 2) / 2 )); [ "$workers" -ge 1 ] || workers=1
-python3 $script --data $pack --minutes "${MINUTES:-7}" --out "$OUT/a" --init ".gpu/${what}_init.weights.h5" --lr 1e-3 \
+python3 $script --data $pack --minutes "${MINUTES:-7}" --out "$OUT/a" --init ".gpu/${what}_init.weights.h5" --lr "${A_LR:-1e-3}" \
     --workers $workers --seed 11 > "$OUT/a.log" 2>&1 &
-python3 $script --data $pack --minutes "${MINUTES:-7}" --out "$OUT/b" --lr 3e-3 --workers $workers --seed 12 \
+python3 $script --data $pack --minutes "${MINUTES:-7}" --out "$OUT/b" --lr "${B_LR:-3e-3}" --workers $workers --seed 12 ${B_FLAGS:-} \
     > "$OUT/b.log" 2>&1 &
 wait
 tail -n 3 "$OUT/a.log" "$OUT/b.log"

@@ -396,16 +396,27 @@ def prefetch(
         yield q.get()
 
 
-def build_model() -> object:
+MODEL_JSON = "model.json"  # beside last.weights.h5 when the network is not the default one: {"width": w}
+
+
+def model_width(ckpt: Path) -> float:
+    """The channel multiplier of the network whose weights ``ckpt`` holds (1.0 unless its model.json says)."""
+    meta = ckpt / MODEL_JSON
+    return float(json.loads(meta.read_text()).get("width", 1.0)) if meta.is_file() else 1.0
+
+
+def build_model(width: float = 1.0) -> object:
     """All-convolutional CRNN without the RNN: TFLite-friendly, int8-friendly, fast on one core.
 
     32x128 grey in, 32 time steps of NUM_CLASSES logits out (each step sees ~4 px of width
     plus a wide receptive field from the stacked 3x3s and the final 1x5 context convs).
+    ``width`` scales every layer's channels (rounded to multiples of 8; 1.0 is the shipped network).
     """
     import keras
     from keras import layers
 
     def block(x: object, ch: int) -> object:
+        ch = max(8, round(ch * width / 8) * 8)
         x = layers.Conv2D(ch, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x)
@@ -423,10 +434,11 @@ def build_model() -> object:
     x = block(x, 128)
     x = block(x, 128)
     x = layers.MaxPooling2D((2, 1))(x)  # 2x32
-    x = layers.Conv2D(192, (2, 3), padding="valid", use_bias=False)(layers.ZeroPadding2D(((0, 0), (1, 1)))(x))
+    head = max(8, round(192 * width / 8) * 8)
+    x = layers.Conv2D(head, (2, 3), padding="valid", use_bias=False)(layers.ZeroPadding2D(((0, 0), (1, 1)))(x))
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)  # 1x32
-    x = layers.Conv2D(192, (1, 5), padding="same", use_bias=False)(x)
+    x = layers.Conv2D(head, (1, 5), padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(0.15)(x)
@@ -586,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validate", type=Path, nargs="+", metavar="TFLITE",
                     help="only score these model files on the held-out crops (as the exports are) and stop")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=float, default=None,
+                    help="channel multiplier of the network (default: --ckpt's model.json, else 1.0)")
     add_data_flags(ap)
     ap.add_argument(
         "--init-weights",
@@ -625,11 +639,14 @@ def main(argv: list[str] | None = None) -> int:
 
     mixer = Mixer(sources, backgrounds, MIX, load_reader_borders() if args.reader_borders else None)
     print("mix: " + ", ".join(f"{n} {100 * p:.1f}%" for n, p in zip(mixer.names, mixer.p, strict=True)), flush=True)
-    model = build_model()
+    width = args.width if args.width is not None else model_width(args.ckpt)
+    model = build_model(width)
     assert isinstance(model, keras.Model)
-    print(f"model params: {model.count_params()}", flush=True)
+    print(f"model params: {model.count_params()} (width {width})", flush=True)
 
     args.ckpt.mkdir(parents=True, exist_ok=True)
+    if width != 1.0:
+        (args.ckpt / MODEL_JSON).write_text(json.dumps({"width": width}))
     wpath, spath = args.ckpt / "last.weights.h5", args.ckpt / "state.json"
     schedule: keras.optimizers.schedules.LearningRateSchedule
     if args.finetune_lr > 0:

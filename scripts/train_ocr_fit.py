@@ -20,6 +20,7 @@ samples (teacher-labelled crops, BR crops, US/BR photo plates, held-out ones apa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ def main() -> int:
     ap.add_argument("--datasets", type=Path,
                     default=Path(os.environ.get("EDGE_AGENT_DATASETS", to.REPO.parent / "shared" / "datasets")))
     ap.add_argument("--labels", type=Path, default=to.REPO.parent / "ckpt/ocr/crop_labels.tsv")
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier of the network (1.0: shipped)")
     to.add_data_flags(ap)
     args = ap.parse_args()
     if args.pack:
@@ -57,7 +59,10 @@ def main() -> int:
 
     q = fit_loop.start_workers(batches, args.seed, args.workers)
 
-    model = to.build_model()
+    model = to.build_model(args.width)
+    if args.width != 1.0:  # the export (train_ocr.py --export-only --ckpt) builds the same network from it
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / to.MODEL_JSON).write_text(json.dumps({"width": args.width}))
     if args.init:
         model.load_weights(args.init)  # type: ignore[attr-defined]
         print(f"initial weights: {args.init}", flush=True)

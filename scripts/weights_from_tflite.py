@@ -25,6 +25,7 @@ checked against the TFLite model on the same images (printed; exit 1 when they d
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -239,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for last.weights.h5")
     ap.add_argument("--images", type=int, default=96, help="training images for the statistics and the check")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=float, default=1.0,
+                    help="ocr: the network's channel multiplier (train_ocr.py --width; 1.0 is the shipped network)")
     ap.add_argument("--min-correlation", type=float, default=0.97,
                     help="lowest correlation allowed between the Keras and the TFLite outputs")
     args = ap.parse_args(argv)
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import train_ocr as to
 
-        model = to.build_model()
+        model = to.build_model(args.width)
     convs = map_weights(model, TfliteGraph(path))
     images = image_fn(args.images, args.seed)
     unfold(model, convs, images)
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_weights(args.out / "last.weights.h5")
+    if args.model == "ocr" and args.width != 1.0:  # the export and --init build the same network from it
+        (args.out / to.MODEL_JSON).write_text(json.dumps({"width": args.width}))
     print(f"wrote {args.out / 'last.weights.h5'}")
     return 0
 
