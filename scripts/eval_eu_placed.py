@@ -18,6 +18,9 @@ Italian motorcycle and moped plates, other EU two-row layouts; it needs the trai
 and the plate font, ``EDGE_AGENT_PLATE_FONT``), placed like the two-row crops: the held-out data hold few
 two-row plates and no Italian one. The renderer is the trainer's own, so these figures flatter the OCR;
 they show what the reader's two-row path (cut, split, choice) does with plates the OCR can read.
+``--rendered-banded N`` adds N one-row Italian and French plates from the same renderer (blue bands at both
+ends; ``synth_plates.render_layout_plate``), placed like the one-row crops: no held-out source holds such a
+plate. ``--no-wide-retry`` reads without the reader's wider second cut (``PlateReader(wide_retry=False)``).
 
 Per set and width: plates, detector recall at IoU 0.5, reads right / wrong (O and 0 the same), and false
 plates (a read touching neither the placed plate nor a plate of the frame's own); the reader score is
@@ -103,6 +106,19 @@ def rendered_two_row(n: int, seed: int = SEED) -> list[tuple[str, np.ndarray, st
     for _ in range(n):
         img, text = synth_plates.render_two_row_plate(rng)
         out.append(("rendered-2row", img, fold(text), 2))
+    return out
+
+
+def rendered_banded(n: int, seed: int = SEED) -> list[tuple[str, np.ndarray, str, int]]:
+    """(set, image, text, rows) of ``n`` one-row Italian and French plates (blue bands at both ends) from the OCR
+    trainer's renderer, alternating, seeded."""
+    import synth_plates  # the training requirements' Pillow and the plate font: only with --rendered-banded
+
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for i in range(n):
+        img, text = synth_plates.render_layout_plate(*(("I", "LL DDD LL") if i % 2 == 0 else ("F", "LL-DDD-LL")), rng)
+        out.append(("rendered-banded", img, fold(text), 1))
     return out
 
 
@@ -226,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--rendered", type=int, default=0, metavar="N",
                     help="also N two-row plates from the OCR trainer's renderer (needs Pillow and the plate font)")
+    ap.add_argument("--rendered-banded", type=int, default=0, metavar="N",
+                    help="also N one-row Italian and French plates (blue bands at both ends) from the same renderer")
+    ap.add_argument("--no-wide-retry", action="store_true",
+                    help="read without the wider second cut (PlateReader(wide_retry=False)), to measure what it does")
     args = ap.parse_args(argv)
-    if args.rendered < 0:
-        ap.error("--rendered must be 0 or more")
+    if args.rendered < 0 or args.rendered_banded < 0:
+        ap.error("--rendered and --rendered-banded must be 0 or more")
     ds = args.datasets.resolve()
     try:
         crops = held_out_crops(args.labels, ds)
@@ -241,18 +261,20 @@ def main(argv: list[str] | None = None) -> int:
               f"under {ds}", file=sys.stderr)
         return 2
     plates: list[tuple[str, Path | np.ndarray, str, int]] = list(crops)
-    if args.rendered:
+    for flag, n, render in (("--rendered", args.rendered, rendered_two_row),
+                            ("--rendered-banded", args.rendered_banded, rendered_banded)):
         try:
-            plates += rendered_two_row(args.rendered)
+            plates += render(n) if n else []
         except (ImportError, OSError) as exc:
-            print(f"error: --rendered needs the training requirements (scripts/requirements-train.txt) and the "
+            print(f"error: {flag} needs the training requirements (scripts/requirements-train.txt) and the "
                   f"plate font (EDGE_AGENT_PLATE_FONT): {exc}", file=sys.stderr)
             return 2
-    reader = PlateReader(args.detector, args.ocr)
+    reader = PlateReader(args.detector, args.ocr, wide_retry=not args.no_wide_retry)
     if args.json:
         print(as_json(evaluate(reader, plates, frames, args.verbose)))
         return 0
-    rendered = f" + {args.rendered} rendered two-row plates" if args.rendered else ""
+    rendered = (f" + {args.rendered} rendered two-row plates" if args.rendered else "") + (
+        f" + {args.rendered_banded} rendered Italian and French plates" if args.rendered_banded else "")
     print(f"{len(crops)} held-out EU crops{rendered} x widths {WIDTHS} px in {len(frames)} held-out {SCENE_FOLDER} "
           "frames")
     print(report(evaluate(reader, plates, frames, args.verbose)))

@@ -264,6 +264,12 @@ def render_eu_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     return render_row_plate(country, display, text, rng)
 
 
+def render_layout_plate(country: str, pattern: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A one-row plate of ``country`` in ``pattern`` (``FORMATS``' tokens), filled with the country's letters."""
+    _, display, text = _fill(country, pattern, rng)
+    return render_row_plate(country, display, text, rng)
+
+
 def render_row_plate(country: str, display: str, text: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """A one-row plate of ``country`` showing ``display``; Italian and French plates get the
     blue band at both ends."""

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_agent.pipeline.alpr.band import band_sides
 from edge_agent.sources.plate_render import render_plate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,3 +111,17 @@ def test_rendered_plates_need_the_training_requirements(tmp_path: Path, capsys: 
             assert code == 0 and any(line.startswith("rendered-2row") for line in out.splitlines())
     with pytest.raises(SystemExit):
         eval_eu_placed.main(["--datasets", str(ds), "--labels", str(labels), "--rendered", "-1"])
+    with pytest.raises(SystemExit):
+        eval_eu_placed.main(["--datasets", str(ds), "--labels", str(labels), "--rendered-banded", "-1"])
+
+
+def test_rendered_banded_plates_are_italian_and_french_with_both_bands(tmp_path: Path) -> None:
+    pytest.importorskip("PIL")
+    try:
+        plates = eval_eu_placed.rendered_banded(4)
+    except OSError:
+        pytest.skip("no plate font (EDGE_AGENT_PLATE_FONT)")
+    assert [(name, rows) for name, _, _, rows in plates] == [("rendered-banded", 1)] * 4
+    assert all(len(text) == 7 and text[:2].isalpha() and text[2:5].isdigit() for _, _, text, _ in plates)
+    for _, img, _, _ in plates:
+        assert band_sides(img) == (True, True), "the blue band at both ends that makes them Italian or French"
