@@ -405,6 +405,13 @@ def model_width(ckpt: Path) -> float:
     return float(json.loads(meta.read_text()).get("width", 1.0)) if meta.is_file() else 1.0
 
 
+def save_width(ckpt: Path, width: float) -> None:
+    """Notes a non-default ``width`` beside the weights: export, ``--init`` and rebuild build the same network."""
+    if width != 1.0:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / MODEL_JSON).write_text(json.dumps({"width": width}))
+
+
 def build_model(width: float = 1.0) -> object:
     """All-convolutional CRNN without the RNN: TFLite-friendly, int8-friendly, fast on one core.
 
@@ -415,9 +422,11 @@ def build_model(width: float = 1.0) -> object:
     import keras
     from keras import layers
 
+    def scaled(ch: int) -> int:
+        return max(8, round(ch * width / 8) * 8)
+
     def block(x: object, ch: int) -> object:
-        ch = max(8, round(ch * width / 8) * 8)
-        x = layers.Conv2D(ch, 3, padding="same", use_bias=False)(x)
+        x = layers.Conv2D(scaled(ch), 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x)
 
@@ -434,7 +443,7 @@ def build_model(width: float = 1.0) -> object:
     x = block(x, 128)
     x = block(x, 128)
     x = layers.MaxPooling2D((2, 1))(x)  # 2x32
-    head = max(8, round(192 * width / 8) * 8)
+    head = scaled(192)
     x = layers.Conv2D(head, (2, 3), padding="valid", use_bias=False)(layers.ZeroPadding2D(((0, 0), (1, 1)))(x))
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)  # 1x32
@@ -645,8 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model params: {model.count_params()} (width {width})", flush=True)
 
     args.ckpt.mkdir(parents=True, exist_ok=True)
-    if width != 1.0:
-        (args.ckpt / MODEL_JSON).write_text(json.dumps({"width": width}))
+    save_width(args.ckpt, width)
     wpath, spath = args.ckpt / "last.weights.h5", args.ckpt / "state.json"
     schedule: keras.optimizers.schedules.LearningRateSchedule
     if args.finetune_lr > 0:

@@ -20,7 +20,6 @@ samples (teacher-labelled crops, BR crops, US/BR photo plates, held-out ones apa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -60,9 +59,7 @@ def main() -> int:
     q = fit_loop.start_workers(batches, args.seed, args.workers)
 
     model = to.build_model(args.width)
-    if args.width != 1.0:  # the export (train_ocr.py --export-only --ckpt) builds the same network from it
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / to.MODEL_JSON).write_text(json.dumps({"width": args.width}))
+    to.save_width(args.out, args.width)
     if args.init:
         model.load_weights(args.init)  # type: ignore[attr-defined]
         print(f"initial weights: {args.init}", flush=True)

@@ -25,7 +25,6 @@ checked against the TFLite model on the same images (printed; exit 1 when they d
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -275,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_weights(args.out / "last.weights.h5")
-    if args.model == "ocr" and args.width != 1.0:  # the export and --init build the same network from it
-        (args.out / to.MODEL_JSON).write_text(json.dumps({"width": args.width}))
+    if args.model == "ocr":
+        to.save_width(args.out, args.width)
     print(f"wrote {args.out / 'last.weights.h5'}")
     return 0
 
