@@ -14,6 +14,7 @@ IoU 0.3) and the median / p95 milliseconds to detect and read one decoded photo.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -61,9 +62,11 @@ def load_annotations(folder: Path) -> list[tuple[Path, list[Truth]]]:
     return items
 
 
+@functools.cache
 def unboxed_plates(path: Path = UNBOXED_PLATES) -> dict[str, list[Box]]:
     """Real plates the datasets leave without a box, by image file name (``scripts/unboxed_plates.tsv``): a read
-    on one is neither right nor a false plate, since no label says what it reads."""
+    on one is neither right nor a false plate, since no label says what it reads. Read once per file; callers
+    only look it up."""
     out: dict[str, list[Box]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         f = line.split("\t")

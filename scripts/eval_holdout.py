@@ -207,8 +207,11 @@ def tally(images: list[Image], failures: list[str] | None = None) -> Tally:
 def false_detections(images: list[Image]) -> int:
     """Detections that overlap no plate at IoU 0.3 (an annotated one, or one of ``unboxed_plates``)."""
     unboxed = unboxed_plates()
-    return sum(1 for im in images for d in im.dets
-               if all(box_iou(d.box, b) < 0.3 for b in [t.box for t in im.truths] + unboxed.get(im.name, [])))
+    count = 0
+    for im in images:
+        plates = [t.box for t in im.truths] + unboxed.get(im.name, [])
+        count += sum(all(box_iou(d.box, b) < 0.3 for b in plates) for d in im.dets)
+    return count
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -123,9 +123,9 @@ def test_missing_corrupt_and_wrong_models(tmp_path: Path) -> None:
 def test_dev_set_regression_floor(reader: PlateReader) -> None:
     # A regression guard, not a target (issue 12: >= 98% exact, >= 99% recall@0.5, <= 0.03 false plates
     # per photo). The floors sit a little below what the shipped models measure (the v3 detector with OCR
-    # v4, edge_agent/models/plate_ocr.md: detector recall@0.5 100%, reader recall 100%, exact 96.3%, 0.037
-    # false plates per image, real but unannotated plates), so a regression (OCR v3 read 90.7%) trips them
-    # and noise (a plate or two) does not.
+    # v5, as with v4, edge_agent/models/plate_ocr.md: detector recall@0.5 100%, reader recall 100%, exact
+    # 96.3%, 0.037 false plates per image, real but unannotated plates), so a regression (OCR v3 read 90.7%)
+    # trips them and noise (a plate or two) does not.
     m = eval_alpr.evaluate(DEV, reader, verbose=False)
     assert m["images"] == 54
     assert float(m["detector_recall_iou0.5"]) >= 0.96  # type: ignore[arg-type]
