@@ -46,6 +46,8 @@ _TWO_ROW_MARGIN = two_row_cut_margin()
 _WIDE_CANDIDATE = 0.4
 _WIDE_CANDIDATE_SCORE = 0.1
 _ZOOM_OUT = 2.0
+# A plate whose edges lean at least this much (degrees) is deskewed before it is read.
+_MIN_TILT = 2.0
 
 
 # (confidence, read as two rows, the format check, per-character confidences of the checked text)
@@ -124,9 +126,10 @@ class PlateReader:
 
     def read_crop(self, image_bgr: np.ndarray, det: Detection) -> PlateRead | None:
         """Reads one detected plate, or None when no plausible plate text is found in it."""
-        crop = _cut(image_bgr, det.box, self.rectify)
-        if crop is None:
+        cut = _cut(image_bgr, det.box, self.rectify)
+        if cut is None:
             return None
+        crop, tilt = cut
         x, y, w, h = det.box
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
         # angle or a US-shaped one: read it both ways and keep the surer read.
@@ -136,7 +139,7 @@ class PlateReader:
             # would give each row far more context above or below than the OCR ever saw.
             rows = _cut(image_bgr, det.box, self.rectify, _TWO_ROW_MARGIN)
             if rows is not None:
-                ways.insert(0, (True, side_by_side(rows)))
+                ways.insert(0, (True, side_by_side(rows[0])))
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it. The cue is
         # known before the read is checked, so that an Italian or French plate is checked as one.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
@@ -151,13 +154,16 @@ class PlateReader:
                 best = read
         if self.wide_retry and best is not None and not best[1] and not best[2].valid:
             wide = _cut(image_bgr, det.box, self.rectify, (_WIDE_MARGIN_X, _MARGIN_Y))
-            read = None if wide is None else self._read_view(wide, False, one_row_band, det.score)
+            read = None if wide is None else self._read_view(wide[0], False, one_row_band, det.score)
             # Only a read that now fits a layout replaces the first: a foreign plate fits none either way.
             if read is not None and read[2].valid and read[0] >= self.min_confidence:
                 best = read
         if best is None or best[0] < self.min_confidence:
             return None
         confidence, two_row, check, chars = best
+        # The published box holds the whole plate: the detector's box of a tilted plate is about as high
+        # as the plate itself, not as the plate's tilted outline (plate_detector.md, "Tilted plates").
+        x, y, w, h = tilted_box(det.box, tilt, image_bgr.shape[0]) if tilt else det.box
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
                          corrected_from=check.corrected_from, two_row=two_row,
@@ -279,22 +285,37 @@ def cut_bounds(box: tuple[float, float, float, float], frame_w: int, frame_h: in
 
 
 def _cut(image: np.ndarray, box: tuple[float, float, float, float], rectify: bool,
-         margin: tuple[float, float] = (_MARGIN_X, _MARGIN_Y)) -> np.ndarray | None:
-    """The plate with a margin, deskewed when it is visibly rotated."""
+         margin: tuple[float, float] = (_MARGIN_X, _MARGIN_Y)) -> tuple[np.ndarray, float] | None:
+    """The plate with a margin, deskewed when it is visibly rotated, and the tilt taken out (degrees; 0.0
+    when the plate was cut as it is)."""
     x0, y0, x1, y1 = cut_bounds(box, image.shape[1], image.shape[0], margin)
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     crop = image[y0:y1, x0:x1]
     if rectify:
         angle = _skew_angle(crop)
-        if abs(angle) >= 2.0:
+        if abs(angle) >= _MIN_TILT:
             c = ((x1 - x0) / 2, (y1 - y0) / 2)
             m = cv2.getRotationMatrix2D(c, angle, 1.0)
             return np.asarray(
                 cv2.warpAffine(crop, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            )
+            ), angle
     # A copy: the crop outlives the frame (events keep it) and must not pin the whole frame.
-    return crop.copy()
+    return crop.copy(), 0.0
+
+
+def tilted_box(box: tuple[float, float, float, float], angle: float,
+               frame_h: int) -> tuple[float, float, float, float]:
+    """The upright box around a plate tilted by ``angle`` degrees whose own extent the detector's ``box``
+    gives (its width, and about its height: what the detector draws for a tilted plate), same centre,
+    inside the frame's height. Boxes are axis-aligned around the plate's outline, in the datasets and in
+    the detector's training."""
+    x, y, w, h = box
+    a = math.radians(abs(angle))
+    tall = max(h, w * math.sin(a) + h * math.cos(a))
+    cy = y + h / 2
+    top, bottom = max(0.0, cy - tall / 2), min(float(frame_h), cy + tall / 2)
+    return x, top, w, bottom - top
 
 
 def _skew_angle(crop: np.ndarray) -> float:
