@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
+import pytest
 
 from edge_agent.pipeline.alpr.band import band_sides
+from edge_agent.pipeline.alpr.detector import Detection
+from edge_agent.pipeline.alpr.reader import PlateReader, cut_bounds
 from edge_agent.pipeline.alpr.types import PlateRead
+from edge_agent.pipeline.events import published_check
 from edge_agent.pipeline.tracking import Observation, band_vote
 from edge_agent.sources.plate_render import render_plate
 
@@ -48,3 +55,34 @@ def test_a_track_votes_on_the_band() -> None:
     assert band_vote([obs(False), obs(None)]) is False
     assert band_vote([obs(True), obs(False)]) is None
     assert band_vote([obs(None)]) is None
+
+
+# Real Italian plates (eu-plate-crops, openalpr/train-detector, AGPL-3.0; scripts/itfr_crops.tsv) whose right band
+# the cue missed when it measured the reader's margins with the plate: it found the band absent and the
+# country became AT.
+_REAL_ITALIAN = {"eu-1071.png": "EM429TY", "eu-1083.png": "EP865CP", "eu-182.png": "BC092ZF"}
+
+
+def _datasets() -> Path:
+    env = os.environ.get("EDGE_AGENT_DATASETS")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.mark.skipif(not (_datasets() / "eu-plate-crops").is_dir(), reason="needs ../shared/datasets")
+def test_the_band_is_judged_inside_the_box_not_over_the_readers_margin() -> None:
+    reader = PlateReader()
+    for name, text in _REAL_ITALIAN.items():
+        crop = cv2.imread(str(_datasets() / "eu-plate-crops" / name))
+        assert crop is not None
+        h, w = crop.shape[:2]
+        frame = np.full((h + 40, w + 80, 3), 110, np.uint8)
+        frame[20:20 + h, 40:40 + w] = crop
+        read = reader.read_crop(frame, Detection((40.0, 20.0, float(w), float(h)), 1.0))
+        assert read is not None and read.text == text and read.right_band is True, name
+        check = published_check(reader.formats, read.text, read, read.right_band)
+        assert reader.formats.country_of(check, read.right_band) == ("IT", 0.5), name
+        # The reader's cut of that box, judged over its margins, shows no band at either end.
+        x0, y0, x1, y1 = cut_bounds((40.0, 20.0, float(w), float(h)), frame.shape[1], frame.shape[0])
+        cut = frame[y0:y1, x0:x1]
+        assert band_sides(cut) == (False, False), name
+        assert band_sides(cut, (0.05, 0.15)) == (True, True), name

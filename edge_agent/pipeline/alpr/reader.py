@@ -143,7 +143,7 @@ class PlateReader:
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it. The cue is
         # known before the read is checked, so that an Italian or French plate is checked as one.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
-        one_row_band = None if at_edge else band_sides(crop)[1]
+        one_row_band = None if at_edge else band_sides(crop, (_MARGIN_X, _MARGIN_Y))[1]
         best: _Read | None = None
         for two_row, view in ways:
             read = self._read_view(view, two_row, one_row_band, det.score)
