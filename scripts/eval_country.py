@@ -14,6 +14,11 @@ crop labels of ``scripts/label_crops.py``; O and 0 folded), and how many reads s
 right end (``edge_agent.pipeline.alpr.band``). Two-row crops and other countries are left out (the country
 cues read one-row plates).
 
+Placed: each one-row crop is also pasted into the held-out frames of the Romanian video as
+``eval_eu_placed.py`` places plates (widths 80, 120 and 180 px, soft edges, JPEG) and read as the daemon reads
+(the detector's boxes, a motion region around the plate): the country of the read that matches the plate
+(IoU >= 0.5), or nothing. The detector's box is not the crop's: it may cut a band off or hold more.
+
 False bands: the same count for every other one-row labelled crop of ``eu-plate-crops`` and
 ``eu-plate-crops-2`` (mostly German; no right band), read the same way, and for the reads on the held-out
 photos of ``eval_holdout.py`` (Romanian, Turkish, Polish, US, Brazilian: none of them has a right band).
@@ -36,9 +41,11 @@ for p in (str(REPO), str(SCRIPTS)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import eval_eu_placed  # noqa: E402
 import eval_holdout  # noqa: E402
 from eval_alpr import fold  # noqa: E402
 
+from edge_agent.core.boxes import box_iou  # noqa: E402
 from edge_agent.pipeline.alpr import PlateReader  # noqa: E402
 from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
 from edge_agent.pipeline.alpr.read_command import plate_record  # noqa: E402
@@ -75,9 +82,10 @@ def _read_alone(reader: PlateReader, crop: np.ndarray) -> PlateRead | None:
     return reader.read_crop(frame, Detection((float(bx), float(by), float(w), float(h)), 1.0))
 
 
-def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str]) -> tuple[int, int, int, int]:
-    """(other EU crops read, of them with a right band seen, held-out photo reads, of them with a right band)."""
-    crops = banded = 0
+def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str]) -> tuple[int, int, int, int, int]:
+    """(other EU crops read, of them with a right band seen, of those with French dashes seen, held-out photo
+    reads, of them with a right band)."""
+    crops = banded = dashed = 0
     for row in csv.reader(labels.open(encoding="utf-8"), delimiter="\t"):
         if len(row) < 2 or "/eu-plate-crops" not in row[0] or Path(row[0]).name in listed:
             continue
@@ -88,13 +96,49 @@ def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str])
         if read is not None:
             crops += 1
             banded += read.right_band is True
+            dashed += read.right_band is True and getattr(read, "dashes", None) is True
     reads = photo_banded = 0
     for source in eval_holdout.collect(root, False):
         for path, _ in source.items:
             for r in reader.read(eval_holdout.decode_image(path)):
                 reads += 1
                 photo_banded += r.right_band is True
-    return crops, banded, reads, photo_banded
+    return crops, banded, dashed, reads, photo_banded
+
+
+def placed_countries(reader: PlateReader, root: Path,
+                     crops: list[tuple[str, str, np.ndarray]]) -> dict[str, Counter[str]]:
+    """Per true country, the countries published for the crops placed into held-out frames (``eval_eu_placed``)."""
+    frames = eval_eu_placed.scenes(root)
+    rng = np.random.default_rng(eval_eu_placed.SEED)
+    out: dict[str, Counter[str]] = {}
+    for i, (_, country, crop) in enumerate(crops):
+        for k, width in enumerate(eval_eu_placed.WIDTHS):
+            scene, others = frames[(i * len(eval_eu_placed.WIDTHS) + k) % len(frames)]
+            placed = eval_eu_placed.place(scene, others, crop, width, rng)
+            if placed is None:
+                continue
+            frame, box = placed
+            x, y, w, h = box
+            got = "nothing"
+            for d in reader.detections(frame, [(int(x - w), int(y - h), int(3 * w), int(3 * h))]):
+                r = reader.read_crop(frame, d)
+                if r is not None and box_iou(r.box, box) >= 0.5:
+                    got = plate_record(r, reader.formats, 0.0)["country"] or "other"
+            out.setdefault(country, Counter())[got if got in ("IT", "FR", "nothing") else "other"] += 1
+    return out
+
+
+def _table(published: dict[str, Counter[str]]) -> tuple[int, int]:
+    print(f"{'country':8s} {'plates':>6s} {'IT':>4s} {'FR':>4s} {'other':>5s} {'none':>5s}")
+    right = total = 0
+    for country in ("IT", "FR"):
+        c = published.get(country, Counter())
+        n = sum(c.values())
+        right += c[country]
+        total += n
+        print(f"{country:8s} {n:6d} {c['IT']:4d} {c['FR']:4d} {c['other']:5d} {c['nothing']:5d}")
+    return right, total
 
 
 def main() -> int:
@@ -111,12 +155,14 @@ def main() -> int:
     exact: Counter[str] = Counter()
     banded: Counter[str] = Counter()
     crops = load_crops(args.crops)
+    one_row: list[tuple[str, str, np.ndarray]] = []
     for rel, country, rows in crops:
         if rows != 1 or country not in ("IT", "FR"):
             continue
         crop = cv2.imread(str(root / rel))
         if crop is None:
             raise SystemExit(f"eval_country: cannot read {root / rel}")
+        one_row.append((rel, country, crop))
         read = _read_alone(reader, crop)
         banded[country] += read is not None and read.right_band is True
         got = "nothing" if read is None else plate_record(read, reader.formats, 0.0)["country"] or "other"
@@ -137,9 +183,13 @@ def main() -> int:
         print(f"{country:8s} {n:5d} {c['IT']:4d} {c['FR']:4d} {c['other']:5d} {c['nothing']:5d} {exact[country]:5d} "
               f"{banded[country]:5d}")
     print(f"country right: {right} of {total} ({right / max(total, 1):.1%}); exact texts: {sum(exact.values())}")
-    n_crops, n_banded, n_reads, n_photo = false_bands(reader, root, args.labels, {Path(r).name for r, _, _ in crops})
-    print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}); "
-          f"{n_photo} of {n_reads} reads on the held-out photos")
+    print("placed into held-out frames, read as the daemon reads:")
+    right, total = _table(placed_countries(reader, root, one_row))
+    print(f"placed: country right {right} of {total} ({right / max(total, 1):.1%})")
+    listed = {Path(r).name for r, _, _ in crops}
+    n_crops, n_banded, n_dashed, n_reads, n_photo = false_bands(reader, root, args.labels, listed)
+    print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}; "
+          f"{n_dashed} with French dashes); {n_photo} of {n_reads} reads on the held-out photos")
     return 0
 
 
