@@ -115,7 +115,7 @@ def test_scores_held_out_part_per_source(
     out = _run(monkeypatch, capsys, "--datasets", str(datasets))
     rows = {r["source"]: r for r in out["sources"]}
     # The training image of br is left out; the pooled rows by region follow the TOTAL.
-    assert list(rows) == ["tr:highway", "br", "TOTAL", "TOTAL europe", "TOTAL americas"]
+    assert list(rows) == ["tr:highway", "br", "TOTAL", "TOTAL europe", "TOTAL americas", "TOTAL >= 25 px"]
     assert out["split"].startswith("scripts/splits.py@")
     assert set(out["models"]) == {"plate_detector", "plate_ocr"}
     br, tr, total = rows["br"], rows["tr:highway"], rows["TOTAL"]
@@ -135,7 +135,8 @@ def test_sweep_and_training_part(
 ) -> None:
     out = _run(monkeypatch, capsys, "--datasets", str(datasets), "--sweep", "--all")
     rows = {r["source"]: r for r in out["sources"]}
-    assert list(rows) == ["tr:highway", "br", "TOTAL", "TOTAL europe", "TOTAL americas", "br:train", "TOTAL train"]
+    assert list(rows) == ["tr:highway", "br", "TOTAL", "TOTAL europe", "TOTAL americas", "TOTAL >= 25 px", "br:train",
+                          "TOTAL train"]
     assert rows["br:train"]["part"] == "training" and rows["TOTAL"]["plates"] == 2
     sweep = out["sweep"]
     assert [r["threshold"] for r in sweep["rows"]] == list(eval_holdout.SWEEP_THRESHOLDS)
@@ -162,3 +163,16 @@ def test_held_out_sources_regression_floor() -> None:
     assert total["detector_recall_iou0.5"] >= 0.66
     assert total["recall_iou0.5"] >= 0.62
     assert total["false_plates_per_image"] <= 0.05
+
+
+def test_the_pole_range_row_counts_only_plates_a_pole_is_set_up_to_read() -> None:
+    # A 20 px plate (a Turkish highway frame's) is under the pole's 25 px: neither found nor missed there,
+    # and a read on it is not a false plate.
+    truths = [Truth((10.0, 10.0, 100.0, 25.0), "AB123CD"), Truth((300.0, 10.0, 20.0, 6.0), "")]
+    reads: list[PlateRead | None] = [PlateRead("AB123CD", (10, 10, 100, 25), 0.9),
+                                     PlateRead("34AB12", (300, 10, 20, 6), 0.6)]
+    image = eval_holdout.Image("x.jpg", truths, [], reads)
+    every = eval_holdout.tally([image])
+    pole = eval_holdout.tally([image], min_width=eval_holdout.POLE_MIN_WIDTH)
+    assert (every.plates, every.hit5, every.false_plates) == (2, 2, 0)
+    assert (pole.plates, pole.hit5, pole.texted_exact, pole.false_plates) == (1, 1, 1, 0)
