@@ -4,15 +4,15 @@
 
     python scripts/eval_country.py --labels TSV [--crops scripts/itfr_crops.tsv] [--datasets DIR] [--verbose]
 
-Italian and French plates share their look (blue bands at both ends) and their text layout (AA123AA), so
-the text alone cannot tell them apart. ``scripts/itfr_crops.tsv`` lists the real ones in ``eu-plate-crops``
-(judged by eye: the band's letter, the right band's content, the separators). Each one-row crop is read by
-``PlateReader.read_crop`` with the crop's own bounds as the box (a grey border around it), and its country is
-the one ``edge-agent read`` prints and a pole publishes for a one-read track (``plate_record``). Reported per
-true country: crops, published as IT / FR / other / nothing read, and exact texts (against ``--labels``, the
-crop labels of ``scripts/label_crops.py``; O and 0 folded), and how many reads saw a blue band at the plate's
-right end (``edge_agent.pipeline.alpr.band``). Two-row crops and other countries are left out (the country
-cues read one-row plates).
+Italian and French plates share their look (blue bands at both ends) and their text layout (AA123AA), so the
+text alone cannot tell them apart. ``scripts/itfr_crops.tsv`` lists the real ones in ``eu-plate-crops`` and
+``eu-plate-crops-2`` (judged by eye: the band's letter, the right band's content, the separators). Each one-
+row crop is read by ``PlateReader.read_crop`` with the crop's own bounds as the box (a grey border around it),
+and its country is the one ``edge-agent read`` prints and a pole publishes for a one-read track
+(``plate_record``). Reported per true country: crops, published as IT / FR / other / nothing read, and exact
+texts (against ``--labels``, the crop labels of ``scripts/label_crops.py``; O and 0 folded), and how many
+reads saw a blue band at the plate's right end (``edge_agent.pipeline.alpr.band``). Two-row crops and other
+countries are left out (the country cues read one-row plates).
 
 Placed: each one-row crop is also pasted into the held-out frames of the Romanian video as
 ``eval_eu_placed.py`` places plates (widths 80, 120 and 180 px, soft edges, JPEG) and read as the daemon reads
@@ -82,10 +82,9 @@ def _read_alone(reader: PlateReader, crop: np.ndarray) -> PlateRead | None:
     return reader.read_crop(frame, Detection((float(bx), float(by), float(w), float(h)), 1.0))
 
 
-def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str]) -> tuple[int, int, int, int, int]:
-    """(other EU crops read, of them with a right band seen, of those with French dashes seen, held-out photo
-    reads, of them with a right band)."""
-    crops = banded = dashed = 0
+def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str]) -> tuple[int, int, int, int]:
+    """(other EU crops read, of them with a right band seen, held-out photo reads, of them with a right band)."""
+    crops = banded = 0
     for row in csv.reader(labels.open(encoding="utf-8"), delimiter="\t"):
         if len(row) < 2 or "/eu-plate-crops" not in row[0] or Path(row[0]).name in listed:
             continue
@@ -96,14 +95,13 @@ def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str])
         if read is not None:
             crops += 1
             banded += read.right_band is True
-            dashed += read.right_band is True and getattr(read, "dashes", None) is True
     reads = photo_banded = 0
     for source in eval_holdout.collect(root, False):
         for path, _ in source.items:
             for r in reader.read(eval_holdout.decode_image(path)):
                 reads += 1
                 photo_banded += r.right_band is True
-    return crops, banded, dashed, reads, photo_banded
+    return crops, banded, reads, photo_banded
 
 
 def placed_countries(reader: PlateReader, root: Path,
@@ -120,25 +118,37 @@ def placed_countries(reader: PlateReader, root: Path,
                 continue
             frame, box = placed
             x, y, w, h = box
-            got = "nothing"
+            read = None
             for d in reader.detections(frame, [(int(x - w), int(y - h), int(3 * w), int(3 * h))]):
                 r = reader.read_crop(frame, d)
                 if r is not None and box_iou(r.box, box) >= 0.5:
-                    got = plate_record(r, reader.formats, 0.0)["country"] or "other"
-            out.setdefault(country, Counter())[got if got in ("IT", "FR", "nothing") else "other"] += 1
+                    read = r
+            out.setdefault(country, Counter())[_published(reader, read)] += 1
     return out
 
 
-def _table(published: dict[str, Counter[str]]) -> tuple[int, int]:
-    print(f"{'country':8s} {'plates':>6s} {'IT':>4s} {'FR':>4s} {'other':>5s} {'none':>5s}")
+def _published(reader: PlateReader, read: PlateRead | None) -> str:
+    """IT, FR, other (another country or none fits) or nothing (no read), as a pole publishes the read."""
+    if read is None:
+        return "nothing"
+    got = plate_record(read, reader.formats, 0.0)["country"]
+    return got if got in ("IT", "FR") else "other"
+
+
+def _table(published: dict[str, Counter[str]], extra: dict[str, Counter[str]] | None = None) -> None:
+    """Per true country: plates, published IT / FR / other / nothing, then ``extra``'s columns; and the total."""
+    names = list(extra or {})
+    print(f"{'country':8s} {'plates':>6s} {'IT':>4s} {'FR':>4s} {'other':>5s} {'none':>5s}"
+          + "".join(f" {n:>5s}" for n in names))
     right = total = 0
     for country in ("IT", "FR"):
         c = published.get(country, Counter())
         n = sum(c.values())
         right += c[country]
         total += n
-        print(f"{country:8s} {n:6d} {c['IT']:4d} {c['FR']:4d} {c['other']:5d} {c['nothing']:5d}")
-    return right, total
+        print(f"{country:8s} {n:6d} {c['IT']:4d} {c['FR']:4d} {c['other']:5d} {c['nothing']:5d}"
+              + "".join(f" {(extra or {})[k][country]:5d}" for k in names))
+    print(f"country right: {right} of {total} ({right / max(total, 1):.1%})")
 
 
 def main() -> int:
@@ -165,31 +175,22 @@ def main() -> int:
         one_row.append((rel, country, crop))
         read = _read_alone(reader, crop)
         banded[country] += read is not None and read.right_band is True
-        got = "nothing" if read is None else plate_record(read, reader.formats, 0.0)["country"] or "other"
-        published.setdefault(country, Counter())[got if got in ("IT", "FR", "nothing") else "other"] += 1
+        got = _published(reader, read)
+        published.setdefault(country, Counter())[got] += 1
         truth = texts.get(Path(rel).name, "")
         ok = read is not None and fold(read.text) == fold(truth)
         exact[country] += ok
         if args.verbose and (got != country or not ok):
             print(f"{rel}: {country} {truth} -> {got} {'-' if read is None else read.text}")
     print(f"models {reader.model_versions}")
-    print(f"{'country':8s} {'crops':>5s} {'IT':>4s} {'FR':>4s} {'other':>5s} {'none':>5s} {'exact':>5s} {'band':>5s}")
-    right = total = 0
-    for country in ("IT", "FR"):
-        c = published.get(country, Counter())
-        n = sum(c.values())
-        right += c[country]
-        total += n
-        print(f"{country:8s} {n:5d} {c['IT']:4d} {c['FR']:4d} {c['other']:5d} {c['nothing']:5d} {exact[country]:5d} "
-              f"{banded[country]:5d}")
-    print(f"country right: {right} of {total} ({right / max(total, 1):.1%}); exact texts: {sum(exact.values())}")
+    print("each crop read with its own bounds as the box:")
+    _table(published, {"exact": exact, "band": banded})
     print("placed into held-out frames, read as the daemon reads:")
-    right, total = _table(placed_countries(reader, root, one_row))
-    print(f"placed: country right {right} of {total} ({right / max(total, 1):.1%})")
+    _table(placed_countries(reader, root, one_row))
     listed = {Path(r).name for r, _, _ in crops}
-    n_crops, n_banded, n_dashed, n_reads, n_photo = false_bands(reader, root, args.labels, listed)
-    print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}; "
-          f"{n_dashed} with French dashes); {n_photo} of {n_reads} reads on the held-out photos")
+    n_crops, n_banded, n_reads, n_photo = false_bands(reader, root, args.labels, listed)
+    print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}); "
+          f"{n_photo} of {n_reads} reads on the held-out photos")
     return 0
 
 
