@@ -6,9 +6,9 @@
 
 Italian and French plates share their look (blue bands at both ends) and their text layout (AA123AA), so the
 text alone cannot tell them apart. ``scripts/itfr_crops.tsv`` lists the real ones in ``eu-plate-crops`` and
-``eu-plate-crops-2`` (judged by eye: the band's letter, the right band's content, the separators). Each one-
-row crop is read by ``PlateReader.read_crop`` with the crop's own bounds as the box (a grey border around it),
-and its country is the one ``edge-agent read`` prints and a pole publishes for a one-read track
+``eu-plate-crops-2`` (judged by eye: the band's letter, the right band's content, the separators). Each
+one-row crop is read by ``PlateReader.read_crop`` with the crop's own bounds as the box (a grey border around
+it), and its country is the one ``edge-agent read`` prints and a pole publishes for a one-read track
 (``plate_record``). Reported per true country: crops, published as IT / FR / other / nothing read, and exact
 texts (against ``--labels``, the crop labels of ``scripts/label_crops.py``; O and 0 folded), and how many
 reads saw a blue band at the plate's right end (``edge_agent.pipeline.alpr.band``). Two-row crops and other
