@@ -14,6 +14,9 @@ texts (against ``--labels``, the crop labels of ``scripts/label_crops.py``; O an
 reads saw a blue band at the plate's right end (``edge_agent.pipeline.alpr.band``). Two-row crops and other
 countries are left out (the country cues read one-row plates).
 
+``--half A`` / ``--half B`` scores only the plates whose label's CRC-32 is even / odd (the crops of one plate
+stay together): a choice made on one half is checked on the other.
+
 Placed: each one-row crop is also pasted into the held-out frames of the Romanian video as
 ``eval_eu_placed.py`` places plates (widths 80, 120 and 180 px, soft edges, JPEG) and read as the daemon reads
 (the detector's boxes, a motion region around the plate): the country of the read that matches the plate
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -63,6 +67,11 @@ def load_crops(path: Path) -> list[tuple[str, str, int]]:
             raise SystemExit(f"eval_country: bad line in {path}: {row}")
         out.append((row[0], row[1], int(row[2])))
     return out
+
+
+def in_half(text: str, half: str) -> bool:
+    """Whether a plate (by its label) is in half A (CRC-32 even) or B (odd)."""
+    return (zlib.crc32(text.encode()) % 2 == 0) == (half == "A")
 
 
 def load_texts(path: Path) -> dict[str, str]:
@@ -105,11 +114,13 @@ def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str])
 
 
 def placed_countries(reader: PlateReader, root: Path,
-                     crops: list[tuple[str, str, np.ndarray]]) -> dict[str, Counter[str]]:
-    """Per true country, the countries published for the crops placed into held-out frames (``eval_eu_placed``)."""
+                     crops: list[tuple[str, str, np.ndarray]]) -> tuple[dict[str, Counter[str]], Counter[str]]:
+    """Per true country, the countries published for the crops placed into held-out frames (``eval_eu_placed``),
+    and how many of those reads saw a right band."""
     frames = eval_eu_placed.scenes(root)
     rng = np.random.default_rng(eval_eu_placed.SEED)
     out: dict[str, Counter[str]] = {}
+    banded: Counter[str] = Counter()
     for i, (_, country, crop) in enumerate(crops):
         for k, width in enumerate(eval_eu_placed.WIDTHS):
             scene, others = frames[(i * len(eval_eu_placed.WIDTHS) + k) % len(frames)]
@@ -124,7 +135,8 @@ def placed_countries(reader: PlateReader, root: Path,
                 if r is not None and box_iou(r.box, box) >= 0.5:
                     read = r
             out.setdefault(country, Counter())[_published(reader, read)] += 1
-    return out
+            banded[country] += read is not None and read.right_band is True
+    return out, banded
 
 
 def _published(reader: PlateReader, read: PlateRead | None) -> str:
@@ -157,6 +169,8 @@ def main() -> int:
     ap.add_argument("--crops", type=Path, default=SCRIPTS / "itfr_crops.tsv")
     eval_holdout.add_datasets_argument(ap)
     ap.add_argument("--verbose", action="store_true", help="list every crop whose country or text is wrong")
+    ap.add_argument("--half", choices=("A", "B"), default=None,
+                    help="only the plates whose label's CRC-32 is even (A) or odd (B)")
     args = ap.parse_args()
     root = args.datasets or eval_holdout.datasets_dir()
     texts = load_texts(args.labels)
@@ -168,6 +182,8 @@ def main() -> int:
     one_row: list[tuple[str, str, np.ndarray]] = []
     for rel, country, rows in crops:
         if rows != 1 or country not in ("IT", "FR"):
+            continue
+        if args.half is not None and not in_half(texts.get(Path(rel).name, ""), args.half):
             continue
         crop = cv2.imread(str(root / rel))
         if crop is None:
@@ -186,7 +202,8 @@ def main() -> int:
     print("each crop read with its own bounds as the box:")
     _table(published, {"exact": exact, "band": banded})
     print("placed into held-out frames, read as the daemon reads:")
-    _table(placed_countries(reader, root, one_row))
+    placed, placed_banded = placed_countries(reader, root, one_row)
+    _table(placed, {"band": placed_banded})
     listed = {Path(r).name for r, _, _ in crops}
     n_crops, n_banded, n_reads, n_photo = false_bands(reader, root, args.labels, listed)
     print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}); "

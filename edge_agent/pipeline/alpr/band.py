@@ -24,7 +24,10 @@ _MIN_VAL = 40
 # At each end the band is looked for from this share of the box's width inside the box out to the cut's
 # end (the reader's margin): the detector's box may stop short of a band or hold more than the plate.
 _WINDOW_IN = 0.15
-_COLUMN_BLUE = 0.5  # a column is band-blue when this share of the box's rows is
+# A column is band-blue when this share of the box's rows is: a French right band holds a large regional
+# logo and the department's number, and shows 30-50% of blue in most columns (chosen on half of the real
+# French and Italian crops, scripts/eval_country.py --half A; plate_ocr.md, "The band cue").
+_COLUMN_BLUE = 0.3
 _BAND_MIN = 0.04  # a band: band-blue columns at least this share of the box's width (a band is ~8%: half seen)
 _MIDDLE_MAX = 0.08  # share of band-blue pixels in the plate's middle above which colour cannot tell
 _MIN_W = 40  # px: a narrower box shows no band worth judging
