@@ -91,9 +91,10 @@ def _read_alone(reader: PlateReader, crop: np.ndarray) -> PlateRead | None:
     return reader.read_crop(frame, Detection((float(bx), float(by), float(w), float(h)), 1.0))
 
 
-def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str]) -> tuple[int, int, int, int]:
-    """(other EU crops read, of them with a right band seen, held-out photo reads, of them with a right band)."""
-    crops = banded = 0
+def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str]) -> tuple[int, int, int, int, int]:
+    """(other EU crops read, of them with a right band seen, of those with French dashes, held-out photo reads,
+    of them with a right band)."""
+    crops = banded = dashed = 0
     for row in csv.reader(labels.open(encoding="utf-8"), delimiter="\t"):
         if len(row) < 2 or "/eu-plate-crops" not in row[0] or Path(row[0]).name in listed:
             continue
@@ -104,13 +105,14 @@ def false_bands(reader: PlateReader, root: Path, labels: Path, listed: set[str])
         if read is not None:
             crops += 1
             banded += read.right_band is True
+            dashed += read.right_band is True and read.dashes is True
     reads = photo_banded = 0
     for source in eval_holdout.collect(root, False):
         for path, _ in source.items:
             for r in reader.read(eval_holdout.decode_image(path)):
                 reads += 1
                 photo_banded += r.right_band is True
-    return crops, banded, reads, photo_banded
+    return crops, banded, dashed, reads, photo_banded
 
 
 def placed_countries(reader: PlateReader, root: Path,
@@ -205,9 +207,9 @@ def main() -> int:
     placed, placed_banded = placed_countries(reader, root, one_row)
     _table(placed, {"band": placed_banded})
     listed = {Path(r).name for r, _, _ in crops}
-    n_crops, n_banded, n_reads, n_photo = false_bands(reader, root, args.labels, listed)
-    print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}); "
-          f"{n_photo} of {n_reads} reads on the held-out photos")
+    n_crops, n_banded, n_dashed, n_reads, n_photo = false_bands(reader, root, args.labels, listed)
+    print(f"false bands: {n_banded} of {n_crops} other EU crops read ({n_banded / max(n_crops, 1):.1%}; "
+          f"{n_dashed} of them with French dashes); {n_photo} of {n_reads} reads on the held-out photos")
     return 0
 
 

@@ -168,3 +168,20 @@ def test_a_right_band_checks_the_read_as_italian_or_french_first() -> None:
     # A read that already fits IT/FR is kept; with no band country enabled the cue changes nothing.
     assert f.check("AB123CD", confs, alts, right_band=True).text == "AB123CD"
     assert PlateFormats(["AT", "SK"]).check("AB123CO", confs, alts, right_band=True).text == "AB123CO"
+
+
+def test_dashes_between_the_groups_tell_french_from_italian() -> None:
+    # Italian and French plates share the band and the layout; French ones print AB-123-CD.
+    f = PlateFormats()
+    check = f.check("AB123CD", right_band=True, dashes=True)
+    assert (check.text, check.country) == ("AB123CD", "FR")
+    assert f.country_of(check, right_band=True, dashes=True) == ("FR", 1.0)
+    plain = f.check("AB123CD", right_band=True, dashes=False)
+    assert plain.country == "IT" and f.country_of(plain, right_band=True, dashes=False) == ("IT", 1.0)
+    assert f.country_of(plain, right_band=True) == ("IT", 0.5), "no say: Italian or French"
+    assert f.fit("AB123CD", right_band=True, dashes=True).country == "FR"
+    # The dashes only narrow the band countries: without a band seen they say nothing, and a layout only
+    # one of them uses stays that country's (the Italian motorcycle AB12345; a French Q).
+    assert f.country_of(f.check("AB123CD"), dashes=True) == ("IT", pytest.approx(1 / 6))
+    assert f.country_of(f.check("AB12345", right_band=True, dashes=True), right_band=True, dashes=True) == ("IT", 1.0)
+    assert f.country_of(f.check("AB123CQ", right_band=True, dashes=False), right_band=True, dashes=False) == ("FR", 1.0)

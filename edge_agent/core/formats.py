@@ -48,6 +48,8 @@ DEFAULT_ORDER: tuple[str, ...] = ("IT", "DE", "FR", "ES", "AT", "SK", "CZ", "PL"
 
 # Countries whose plates carry a blue band at the right end too (year/province; department/region).
 RIGHT_BAND_COUNTRIES = frozenset({"IT", "FR"})
+# Of those, the ones that print a dash between the groups (AB-123-CD; edge_agent.pipeline.alpr.separators).
+DASHED_BAND_COUNTRIES = frozenset({"FR"})
 
 # Chosen before any evaluation: below this an edge character is more likely the plate's border or band
 # than a glyph (the OCR's per-character confidences of real glyphs sit mostly above 0.9).
@@ -73,6 +75,7 @@ class PlateFormats:
             raise ValueError(f"unknown plate format(s) {unknown}; known: {sorted(FORMATS)}")
         self._compiled = [(c, re.compile("(?:" + "|".join(FORMATS[c]) + r")\Z")) for c in enabled]
         self._banded = [(c, rx) for c, rx in self._compiled if c in RIGHT_BAND_COUNTRIES]
+        self._dashed = [(c, rx) for c, rx in self._banded if c in DASHED_BAND_COUNTRIES]
         self._rank = {code: i for i, code in enumerate(enabled)}
 
     def countries(self, text: str) -> list[str]:
@@ -83,7 +86,8 @@ class PlateFormats:
         return _first_fit(self._compiled, text)
 
     def check(self, text: str, char_confidences: Sequence[float] = (),
-              alternatives: Sequence[Sequence[tuple[str, float]]] = (), right_band: bool | None = None) -> FormatCheck:
+              alternatives: Sequence[Sequence[tuple[str, float]]] = (), right_band: bool | None = None,
+              dashes: bool | None = None) -> FormatCheck:
         """Fits as read, or fixed by re-choosing one or two characters, or marked as fitting nothing.
 
         With ``alternatives`` (per character, the other glyphs the OCR model gave at least 1% at that
@@ -103,19 +107,22 @@ class PlateFormats:
         series leave out letters the OCR confuses (IT: I O Q U; FR: I O U), and a read such as
         ``AB123CO`` fits the Slovak and Austrian formats as it stands: without the cue its O would never
         be re-chosen (the French Q read as O).
+
+        ``dashes`` True (with ``right_band``: dashes seen between the groups, ``edge_agent.pipeline.alpr.separators``):
+        the ``DASHED_BAND_COUNTRIES`` (FR) are tried before the other band countries.
         """
-        for compiled in self._in_order(right_band):
+        for compiled in self._in_order(right_band, dashes):
             check = self._check(compiled, text, char_confidences, alternatives)
             if check.valid:
                 return check
         return check
 
-    def fit(self, text: str, right_band: bool | None = None) -> FormatCheck:
+    def fit(self, text: str, right_band: bool | None = None, dashes: bool | None = None) -> FormatCheck:
         """The format a published text fits (a track's voted text, already checked read by read with the
         model's second choices): as it is, or with its O and 0 read as the layout needs them, since many
         plates draw both with one glyph (the scorers fold them too; a voted ``RK340A0`` is the Slovak
-        ``RK340AO``). No other character is changed. ``right_band``: as for ``check``."""
-        for compiled in self._in_order(right_band):
+        ``RK340AO``). No other character is changed. ``right_band``, ``dashes``: as for ``check``."""
+        for compiled in self._in_order(right_band, dashes):
             found = _first_fit(compiled, text)
             if found is not None:
                 return FormatCheck(text, found)
@@ -126,9 +133,14 @@ class PlateFormats:
                 return FormatCheck(fitted, code, corrected_from=text)
         return FormatCheck(text, None)
 
-    def _in_order(self, right_band: bool | None) -> list[list[tuple[str, re.Pattern[str]]]]:
-        """The formats to try, in turn: with a right band seen, the band countries' first, then all."""
-        return [self._banded, self._compiled] if right_band and self._banded else [self._compiled]
+    def _in_order(self, right_band: bool | None, dashes: bool | None = None) -> list[list[tuple[str, re.Pattern[str]]]]:
+        """The formats to try, in turn: with a right band seen, the band countries' first (the dashed ones
+        before them when dashes were seen), then all."""
+        if not right_band or not self._banded:
+            return [self._compiled]
+        if dashes and self._dashed:
+            return [self._dashed, self._banded, self._compiled]
+        return [self._banded, self._compiled]
 
     def _check(self, compiled: Sequence[tuple[str, re.Pattern[str]]], text: str, char_confidences: Sequence[float],
                alternatives: Sequence[Sequence[tuple[str, float]]]) -> FormatCheck:
@@ -168,13 +180,16 @@ class PlateFormats:
             return FormatCheck(text, None)
         return FormatCheck(best[2], best[3], corrected_from=text)
 
-    def country_of(self, check: FormatCheck, right_band: bool | None = None) -> tuple[str | None, float | None]:
+    def country_of(self, check: FormatCheck, right_band: bool | None = None,
+                   dashes: bool | None = None) -> tuple[str | None, float | None]:
         """The plate's country and how sure the layout and the look make it.
 
         The candidates are the enabled countries whose formats fit the text (IT, FR and SK plates are
         all AA123AA). A blue band seen at the plate's right end (``edge_agent.pipeline.alpr.band``) keeps those
         whose plates have one (IT, FR), its clear absence drops them; no colour (grey/IR frames) keeps
-        all. The first candidate in priority order is the country, and the confidence is 1 / the
+        all. With a right band seen, ``dashes`` (``edge_agent.pipeline.alpr.separators``) narrows the band countries
+        further: True keeps those that print dashes between the groups (FR), False the others (IT); None
+        keeps both. The first candidate in priority order is the country, and the confidence is 1 / the
         number of candidates: no prior on which countries drive past the pole. None, None when no
         format fits; "any" gives the country "any" with no confidence.
         """
@@ -185,6 +200,9 @@ class PlateFormats:
             return check.country, None
         if right_band is not None:
             narrowed = [c for c in fits if (c in RIGHT_BAND_COUNTRIES) == right_band]
+            fits = narrowed or fits
+        if right_band and dashes is not None:
+            narrowed = [c for c in fits if c in RIGHT_BAND_COUNTRIES and (c in DASHED_BAND_COUNTRIES) == dashes]
             fits = narrowed or fits
         return fits[0], 1.0 / len(fits)
 

@@ -28,14 +28,15 @@ from edge_agent.pipeline.motion import MotionResult
 from edge_agent.pipeline.tracking import TrackResult, box_direction
 
 
-def published_check(formats: PlateFormats, text: str, best: PlateRead, right_band: bool | None) -> FormatCheck:
+def published_check(formats: PlateFormats, text: str, best: PlateRead, right_band: bool | None,
+                    dashes: bool | None = None) -> FormatCheck:
     """The format check of the text a pole publishes (a track's voted text; a photo's one read): which
-    enabled format it fits, with the same right-band cue as the reader's, and when it is the reader's
+    enabled format it fits, with the same right-band and dashes cues as the reader's, and when it is the reader's
     own text, the reader's correction of the model's read stays on record. No glyph is re-chosen here
     (``PlateFormats.fit``: only O and 0, one glyph on many plates, are read as the layout needs): every
     read was checked with the model's own second choices when it was read (``PlateReader``), and the vote
     is over those checked texts, character by character."""
-    check = formats.fit(text, right_band=right_band)
+    check = formats.fit(text, right_band=right_band, dashes=dashes)
     if check.corrected_from is None and best.text == check.text and best.corrected_from is not None:
         return FormatCheck(check.text, check.country, best.corrected_from)
     return check

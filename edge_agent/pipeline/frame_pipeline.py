@@ -179,7 +179,7 @@ class FramePipeline:
         return out
 
     def _plate_events(self, track: TrackResult) -> list[Event]:
-        check = published_check(self.formats, track.text, track.best.read, track.right_band)
+        check = published_check(self.formats, track.text, track.best.read, track.right_band, track.dashes)
         low = not check.valid or track.confidence < self._cfg.tracking.low_confidence
         if track.frames < 2 and low:
             # One doubtful read in one frame is mostly a badge, a sign or a half-seen plate; a real
@@ -194,7 +194,7 @@ class FramePipeline:
         self._track_ended(track, published=True)
         ctx = track.context if isinstance(track.context, _ReadContext) else None
         fw, fh = (ctx.frame_w, ctx.frame_h) if ctx is not None else self._frame_size
-        event = self.events.plate(track, check, self.formats.country_of(check, track.right_band),
+        event = self.events.plate(track, check, self.formats.country_of(check, track.right_band, track.dashes),
                                   self.lanes.of_box(track.best.read.box, fw, fh),
                                   None if ctx is None else ctx.image)
         self._stats.plates_published += 1

@@ -16,7 +16,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr.types import PlateRead
@@ -49,13 +49,14 @@ class TrackResult:
     # stage keeps the vehicle's image there): only the tracker knows which read that is while the frame exists.
     context: Any = None
     right_band: bool | None = None  # the reads' majority on the right-band country cue; None: no say
+    dashes: bool | None = None  # the reads' majority on the dashes cue (edge_agent.pipeline.alpr.separators)
 
 
-def band_vote(observations: list[Observation]) -> bool | None:
-    """The right-band cue over a track's reads: one read sees the plate half out of the frame or in a
-    colour cast, most do not. None on a tie or when no read could tell."""
-    yes = sum(o.read.right_band is True for o in observations)
-    no = sum(o.read.right_band is False for o in observations)
+def band_vote(observations: list[Observation], cue: Literal["right_band", "dashes"] = "right_band") -> bool | None:
+    """A visual country cue (``right_band`` or ``dashes`` of the reads) over a track's reads: one read sees
+    the plate half out of the frame or in a colour cast, most do not. None on a tie or when no read could tell."""
+    yes = sum(getattr(o.read, cue) is True for o in observations)
+    no = sum(getattr(o.read, cue) is False for o in observations)
     return None if yes == no else yes > no
 
 
@@ -300,4 +301,4 @@ class PlateTracker:
         agreeing = [o for o in t.obs if o.read.text == text] or t.obs
         best = max(agreeing, key=lambda o: (o.read.confidence, o.read.box[2]))
         return TrackResult(t.track_id, text, conf, char_confs, best, len(t.obs), alts[:5], direction(t.obs),
-                           t.obs[0].frame_ts, t.last.frame_ts, t.context, band_vote(t.obs))
+                           t.obs[0].frame_ts, t.last.frame_ts, t.context, band_vote(t.obs), band_vote(t.obs, "dashes"))

@@ -73,8 +73,8 @@ def decode_image(path: Path) -> np.ndarray:
 def plate_record(r: PlateRead, formats: PlateFormats, low_confidence: float) -> dict[str, Any]:
     """The read as the pole publishes it (the read fields of ``events/plate``), plus its box."""
     # As the pipeline checks a track of one read: the same function, so `read` shows what a pole publishes.
-    check = published_check(formats, r.text, r, r.right_band)
-    return {**read_fields(check, r.confidence, formats.country_of(check, r.right_band), low_confidence),
+    check = published_check(formats, r.text, r, r.right_band, r.dashes)
+    return {**read_fields(check, r.confidence, formats.country_of(check, r.right_band, r.dashes), low_confidence),
             "box": list(r.box), "two_row": r.two_row}
 
 

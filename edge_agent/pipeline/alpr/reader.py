@@ -15,6 +15,7 @@ from edge_agent.core.boxes import box_iou
 from edge_agent.core.formats import DEFAULT_ORDER, FormatCheck, PlateFormats
 from edge_agent.pipeline.alpr.band import band_sides
 from edge_agent.pipeline.alpr.detector import Detection, PlateDetector
+from edge_agent.pipeline.alpr.separators import french_dashes
 from edge_agent.pipeline.alpr.two_row import cut_margin as two_row_cut_margin
 from edge_agent.pipeline.alpr.two_row import is_two_row, side_by_side
 from edge_agent.pipeline.alpr.types import ModelError, OcrRead, PlateRead
@@ -144,9 +145,11 @@ class PlateReader:
         # known before the read is checked, so that an Italian or French plate is checked as one.
         at_edge = x < 2 or y < 2 or x + w > image_bgr.shape[1] - 2 or y + h > image_bgr.shape[0] - 2
         one_row_band = None if at_edge else band_sides(crop, (_MARGIN_X, _MARGIN_Y))[1]
+        # Italian or French: the text cannot tell them apart, the dashes between the groups can.
+        dashes = french_dashes(crop) if one_row_band else None
         best: _Read | None = None
         for two_row, view in ways:
-            read = self._read_view(view, two_row, one_row_band, det.score)
+            read = self._read_view(view, two_row, one_row_band, det.score, dashes)
             # Of a squarish box's two reads the surer wins, whether or not it fits a layout: a one-row
             # plate seen at an angle, read as two rows, can fit a short layout by chance (sure or not),
             # while its one-row read fits no enabled layout (a foreign plate).
@@ -154,7 +157,7 @@ class PlateReader:
                 best = read
         if self.wide_retry and best is not None and not best[1] and not best[2].valid:
             wide = _cut(image_bgr, det.box, self.rectify, (_WIDE_MARGIN_X, _MARGIN_Y))
-            read = None if wide is None else self._read_view(wide[0], False, one_row_band, det.score)
+            read = None if wide is None else self._read_view(wide[0], False, one_row_band, det.score, dashes)
             # Only a read that now fits a layout replaces the first: a foreign plate fits none either way.
             if read is not None and read[2].valid and read[0] >= self.min_confidence:
                 best = read
@@ -167,9 +170,10 @@ class PlateReader:
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
                          corrected_from=check.corrected_from, two_row=two_row,
-                         right_band=None if two_row else one_row_band)
+                         right_band=None if two_row else one_row_band, dashes=None if two_row else dashes)
 
-    def _read_view(self, view: np.ndarray, two_row: bool, one_row_band: bool | None, det_score: float) -> _Read | None:
+    def _read_view(self, view: np.ndarray, two_row: bool, one_row_band: bool | None, det_score: float,
+                   dashes: bool | None = None) -> _Read | None:
         """One view of a box read and checked against the formats, or None when its text cannot be a plate."""
         ocr: OcrRead = self.ocr.read(view)
         # A box with no readable text is not reported: it is where most false plates come from. Nor
@@ -177,7 +181,8 @@ class PlateReader:
         if not self.min_chars <= len(ocr.text) <= MAX_PLATE_CHARS:
             return None
         check = self.formats.check(ocr.text, ocr.char_confidences, ocr.alternatives,
-                                   right_band=None if two_row else one_row_band)
+                                   right_band=None if two_row else one_row_band,
+                                   dashes=None if two_row else dashes)
         chars = _checked_confidences(ocr, check)
         # Both stages must be sure for the read to be sure.
         return math.sqrt(max(0.0, min(chars, default=0.0)) * det_score), two_row, check, chars

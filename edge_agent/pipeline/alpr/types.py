@@ -43,3 +43,5 @@ class PlateRead:
     corrected_from: str | None = None  # the model's own read, when the format check changed it
     two_row: bool = False
     right_band: bool | None = None  # a blue band at the plate's right end (IT, FR); None: colour cannot tell
+    # With a right band: dashes between the groups (FR) seen, or seven characters and none (IT); None: no say.
+    dashes: bool | None = None
