@@ -17,8 +17,9 @@ from edge_agent.pipeline.alpr.types import PlateRead
 from edge_agent.pipeline.tracking import Observation, band_vote
 
 
-def _drawn(groups: tuple[int, ...], dash: bool, ink: int = 20, paper: int = 235) -> np.ndarray:
+def _drawn(groups: tuple[int, ...], dash: bool) -> np.ndarray:
     """A plate-like crop: characters as dark bars in groups, with a short dash between the groups or a gap."""
+    ink, paper = 20, 235
     crop = np.full((40, 200, 3), paper, np.uint8)
     x = 12
     for g, n in enumerate(groups):
