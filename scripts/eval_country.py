@@ -119,25 +119,15 @@ def placed_countries(reader: PlateReader, root: Path,
                      crops: list[tuple[str, str, np.ndarray]]) -> tuple[dict[str, Counter[str]], Counter[str]]:
     """Per true country, the countries published for the crops placed into held-out frames (``eval_eu_placed``),
     and how many of those reads saw a right band."""
-    frames = eval_eu_placed.scenes(root)
-    rng = np.random.default_rng(eval_eu_placed.SEED)
     out: dict[str, Counter[str]] = {}
     banded: Counter[str] = Counter()
-    for i, (_, country, crop) in enumerate(crops):
-        for k, width in enumerate(eval_eu_placed.WIDTHS):
-            scene, others = frames[(i * len(eval_eu_placed.WIDTHS) + k) % len(frames)]
-            placed = eval_eu_placed.place(scene, others, crop, width, rng)
-            if placed is None:
-                continue
-            frame, box = placed
-            x, y, w, h = box
-            read = None
-            for d in reader.detections(frame, [(int(x - w), int(y - h), int(3 * w), int(3 * h))]):
-                r = reader.read_crop(frame, d)
-                if r is not None and box_iou(r.box, box) >= 0.5:
-                    read = r
-            out.setdefault(country, Counter())[_published(reader, read)] += 1
-            banded[country] += read is not None and read.right_band is True
+    rng = np.random.default_rng(eval_eu_placed.SEED)
+    images = [(crop, 1) for _, _, crop in crops]
+    for i, _, box, _, _, reads in eval_eu_placed.placed_reads(reader, images, eval_eu_placed.scenes(root), rng):
+        country = crops[i][1]
+        read = next((r for r in reversed(reads) if box_iou(r.box, box) >= 0.5), None)
+        out.setdefault(country, Counter())[_published(reader, read)] += 1
+        banded[country] += read is not None and read.right_band is True
     return out, banded
 
 

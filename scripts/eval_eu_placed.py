@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -51,7 +52,9 @@ from eval_alpr import fold, load_annotations, reader_score, unboxed_plates  # no
 from eval_holdout import add_datasets_argument  # noqa: E402
 
 from edge_agent.core.boxes import box_iou  # noqa: E402
+from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
+from edge_agent.pipeline.alpr.types import PlateRead  # noqa: E402
 
 SETS = ("eu-plate-crops", "eu-plate-crops-2")
 SCENE_FOLDER = "plates-ro-boxes"
@@ -165,14 +168,14 @@ def place(scene: np.ndarray, others: list[Box], crop: np.ndarray, width: int,
     return cv2.imdecode(jpg, cv2.IMREAD_COLOR), (float(x), float(y), float(w), float(h))
 
 
-def evaluate(reader: PlateReader, crops: list[tuple[str, Path | np.ndarray, str, int]],
-             frames: list[tuple[np.ndarray, list[Box]]], verbose: bool = False) -> dict[tuple[str, int], Tally]:
-    """``crops``: (set, crop file or image, text, rows)."""
-    rng = np.random.default_rng(SEED)
-    tallies: dict[tuple[str, int], Tally] = {}
-    for i, (name, source, text, rows) in enumerate(crops):
-        crop = cv2.imread(str(source)) if isinstance(source, Path) else source
-        label = source.name if isinstance(source, Path) else f"#{i}"
+def placed_reads(reader: PlateReader, crops: list[tuple[np.ndarray | None, int]],
+                 frames: list[tuple[np.ndarray, list[Box]]], rng: np.random.Generator
+                 ) -> Iterator[tuple[int, int, Box, list[Box], list[Detection], list[PlateRead]]]:
+    """Each (crop, rows) pasted at each of ``WIDTHS`` (two-row plates at ``TWO_ROW_SCALE`` of it) into the
+    frames in turn, and read as the daemon reads, with a motion region around the plate: (crop index, width,
+    the plate's box, the frame's own plates, the detector's boxes, the reads). A crop that cannot be placed
+    (None, or too big for the frame) is skipped at that width."""
+    for i, (crop, rows) in enumerate(crops):
         for k, width in enumerate(WIDTHS):
             scene, others = frames[(i * len(WIDTHS) + k) % len(frames)]
             placed = place(scene, others, crop, round(width * (TWO_ROW_SCALE if rows == 2 else 1.0)), rng) \
@@ -180,28 +183,39 @@ def evaluate(reader: PlateReader, crops: list[tuple[str, Path | np.ndarray, str,
             if placed is None:
                 continue
             frame, box = placed
-            t = tallies.setdefault((name, width), Tally())
-            t.plates += 1
             x, y, w, h = box
-            region = (int(x - w), int(y - h), int(3 * w), int(3 * h))
-            dets = reader.detections(frame, [region])
-            t.found += any(box_iou(d.box, box) >= 0.5 for d in dets)
-            got = "-"
+            dets = reader.detections(frame, [(int(x - w), int(y - h), int(3 * w), int(3 * h))])
             # What PlateReader.read does, on the boxes already found.
-            for r in filter(None, (reader.read_crop(frame, d) for d in dets)):
-                if box_iou(r.box, box) >= 0.5:
-                    got = r.text
-                elif not any(box_iou(r.box, o) >= 0.3 for o in others) and box_iou(r.box, box) < 0.3:
-                    t.false_plates += 1
-                    if verbose:
-                        print(f"{name} {label} @{width}: false plate {r.text} at {r.box}", file=sys.stderr)
-            if got != "-":
-                if fold(got) == text:
-                    t.right += 1
-                else:
-                    t.wrong += 1
-            if verbose and fold(got) != text:
-                print(f"{name} {label} @{width}: truth {text} got {got}", file=sys.stderr)
+            reads = [r for r in (reader.read_crop(frame, d) for d in dets) if r is not None]
+            yield i, width, box, others, dets, reads
+
+
+def evaluate(reader: PlateReader, crops: list[tuple[str, Path | np.ndarray, str, int]],
+             frames: list[tuple[np.ndarray, list[Box]]], verbose: bool = False) -> dict[tuple[str, int], Tally]:
+    """``crops``: (set, crop file or image, text, rows)."""
+    images = [(cv2.imread(str(source)) if isinstance(source, Path) else source, rows) for _, source, _, rows in crops]
+    tallies: dict[tuple[str, int], Tally] = {}
+    for i, width, box, others, dets, reads in placed_reads(reader, images, frames, np.random.default_rng(SEED)):
+        name, source, text, _ = crops[i]
+        label = source.name if isinstance(source, Path) else f"#{i}"
+        t = tallies.setdefault((name, width), Tally())
+        t.plates += 1
+        t.found += any(box_iou(d.box, box) >= 0.5 for d in dets)
+        got = "-"
+        for r in reads:
+            if box_iou(r.box, box) >= 0.5:
+                got = r.text
+            elif not any(box_iou(r.box, o) >= 0.3 for o in others) and box_iou(r.box, box) < 0.3:
+                t.false_plates += 1
+                if verbose:
+                    print(f"{name} {label} @{width}: false plate {r.text} at {r.box}", file=sys.stderr)
+        if got != "-":
+            if fold(got) == text:
+                t.right += 1
+            else:
+                t.wrong += 1
+        if verbose and fold(got) != text:
+            print(f"{name} {label} @{width}: truth {text} got {got}", file=sys.stderr)
     return tallies
 
 
