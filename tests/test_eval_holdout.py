@@ -176,3 +176,30 @@ def test_the_pole_range_row_counts_only_plates_a_pole_is_set_up_to_read() -> Non
     pole = eval_holdout.tally([image], min_width=eval_holdout.POLE_MIN_WIDTH)
     assert (every.plates, every.hit5, every.false_plates) == (2, 2, 0)
     assert (pole.plates, pole.hit5, pole.texted_exact, pole.false_plates) == (1, 1, 1, 0)
+
+
+def test_the_vehicle_region_is_a_cars_front_around_its_plate() -> None:
+    x, y, w, h = eval_holdout.vehicle_region((100.0, 200.0, 40.0, 10.0))
+    assert (w, h) == (140, 104)  # 3.5 and 2.6 plate widths
+    assert x < 100 and x + w > 140 and y < 200 and y + h > 210  # the plate is inside
+    assert 205 - y > (y + h) - 205  # and low in it, as on a car
+
+
+def test_motion_regions_score_the_second_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A plate 28 px wide in a 1280 px frame is 7 px at the detector's input: the whole-frame pass misses
+    # it, the second look around its vehicle sees it at the frame's own pixels.
+    names = [f"AB{i:03d}CD.jpg" for i in range(200)]
+    name = next(n for n in names if held_out("plates-br-train", n))
+    frame = np.full((720, 1280, 3), 128, np.uint8)
+    frame[500:506, 700:728] = cv2.resize(render_plate("AB123CD"), (28, 6), interpolation=cv2.INTER_AREA)
+    folder = tmp_path / "plates-br-train"
+    folder.mkdir()
+    assert cv2.imwrite(str(folder / name), frame)
+    (folder / name).with_suffix(".txt").write_text(f"{name}\t700\t500\t28\t6\tAB123CD\n")
+    whole = {r["source"]: r for r in _run(monkeypatch, capsys, "--datasets", str(tmp_path))["sources"]}
+    looked = {r["source"]: r for r in _run(monkeypatch, capsys, "--datasets", str(tmp_path),
+                                           "--motion-regions")["sources"]}
+    assert whole["br"]["detector_recall_iou0.3"] == 0.0
+    assert looked["br"]["detector_recall_iou0.3"] == 1.0
