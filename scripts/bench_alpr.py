@@ -13,8 +13,9 @@ pass, and prints median and p95 milliseconds per stage:
     ocr      crop + rectify + OCR model, for all plates of the photo
     total    detect + ocr: the issue-4 "detect + read one photo" budget
 
-``--second-look`` also gives the detector a second, closer look around each annotated plate (the
-box grown 3x, a stand-in for the moving area that the daemon passes), as ``alpr.second_look`` does.
+``--second-look`` also gives the detector a second, closer look around each annotated plate's vehicle
+(``context_image.vehicle_region``, a stand-in for the moving area that the daemon passes), as ``alpr.second_look``
+does (``eval_holdout.py --motion-regions`` scores that look).
 ``--baseline-detector/--baseline-ocr`` time a second reader (e.g. the previous models) on the same
 photos in the same passes, interleaved, and print the ratio of the medians: machines differ and are
 noisy, ratios within one run do not. ``--baseline-no-wide-retry`` makes the second reader one without the
@@ -38,6 +39,7 @@ if str(REPO) not in sys.path:
 
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
 from edge_agent.pipeline.alpr.types import ModelError  # noqa: E402
+from edge_agent.pipeline.context_image import vehicle_region  # noqa: E402
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -74,7 +76,7 @@ def main() -> int:
         print(f"bench_alpr: {exc}", file=sys.stderr)
         return 2
     blobs = [np.fromfile(p, np.uint8) for p in files]
-    regions = [_plate_regions(p) if args.second_look else [] for p in files]
+    regions = [_plate_regions(p, *_size(b)) if args.second_look else [] for p, b in zip(files, blobs, strict=True)]
 
     stages: dict[str, dict[str, list[float]]] = {
         n: {"decode": [], "detect": [], "ocr": [], "total": []} for n in readers}
@@ -116,16 +118,24 @@ def main() -> int:
     return 0
 
 
-def _plate_regions(image: Path) -> list[tuple[int, int, int, int]]:
-    """The annotated plates of ``image`` (NAME.txt beside it), each grown 3x about its centre."""
+def _size(blob: np.ndarray) -> tuple[int, int]:
+    """(width, height) of an encoded photo."""
+    h, w = np.asarray(cv2.imdecode(blob, cv2.IMREAD_GRAYSCALE)).shape[:2]
+    return w, h
+
+
+def _plate_regions(image: Path, frame_w: int, frame_h: int) -> list[tuple[int, int, int, int]]:
+    """Around each annotated plate of ``image`` (NAME.txt beside it), its vehicle (``context_image.vehicle_region``)."""
     txt = image.with_suffix(".txt")
     out = []
     if txt.is_file():
         for line in txt.read_text(encoding="utf-8").splitlines():
             f = line.split("\t")
             if len(f) >= 5:
-                x, y, w, h = (float(v) for v in f[1:5])
-                out.append((int(x - w), int(y - h), int(3 * w), int(3 * h)))
+                x, y, w, h = (round(float(v)) for v in f[1:5])
+                region = vehicle_region((x, y, w, h), frame_w, frame_h)
+                if region is not None:
+                    out.append(region)
     return out
 
 

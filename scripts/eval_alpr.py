@@ -169,16 +169,17 @@ def score_image(
 
 def run_reader(
     items: list[tuple[Path, list[Truth]]], reader: PlateReader, label: str = "eval_alpr",
-    regions_of: Callable[[list[Truth]], list[tuple[int, int, int, int]]] | None = None,
+    regions_of: Callable[[list[Truth], int, int], list[tuple[int, int, int, int]]] | None = None,
 ) -> Iterator[tuple[Path, list[Truth], list[Detection], list[PlateRead | None], float]]:
     """Detects and reads each image, with progress on stderr: (image, truths, detections, the read of each
     detection or None where no plate text was found, milliseconds to detect and read). ``regions_of``: the
-    regions the reader is given for an image's annotations (where a pole's motion would be), or none."""
+    regions the reader is given for an image's annotations and size (where a pole's motion would be), or none."""
     tty = sys.stderr.isatty()
     for k, (path, truths) in enumerate(items, 1):
         img = decode_image(path)
         t0 = time.perf_counter()
-        dets = reader.detections(img, regions_of(truths)) if regions_of is not None else reader.detect(img)
+        regions = regions_of(truths, img.shape[1], img.shape[0]) if regions_of is not None else None
+        dets = reader.detections(img, regions) if regions is not None else reader.detect(img)
         reads = [reader.read_crop(img, d) for d in dets]
         ms = (time.perf_counter() - t0) * 1000
         yield path, truths, dets, reads, ms

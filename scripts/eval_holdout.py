@@ -22,8 +22,8 @@ is set up to read (issue 12: 25-200 px): a read on a smaller plate counts neithe
 a plate the dataset left unboxed (the Turkish highway frames hold plates 5-25 px wide).
 
 ``--motion-regions`` gives the reader, for each annotated plate, the region a pole's motion would give around
-its vehicle (``vehicle_region``: 3.5 plate widths wide, from 2 plate widths above the plate's centre to 0.6
-below it, a car's front around its plate; a model of a car, not tuned), so that the daemon's second look
+its vehicle (``context_image.vehicle_region``, the transit record's model of a car around its plate: 4 plate
+widths wide, from 2.2 above the plate's centre to 0.8 below; not tuned), so that the daemon's second look
 (``alpr.second_look``) is scored on real photos; without it, the reader looks at the whole frame only, as
 ``edge-agent read`` does.
 
@@ -67,6 +67,7 @@ from edge_agent.pipeline.alpr.detector import Detection  # noqa: E402
 from edge_agent.pipeline.alpr.read_command import decode_image  # noqa: E402
 from edge_agent.pipeline.alpr.reader import PlateReader  # noqa: E402
 from edge_agent.pipeline.alpr.types import ModelError, PlateRead  # noqa: E402
+from edge_agent.pipeline.context_image import vehicle_region  # noqa: E402
 
 SOURCES = {
     "plates-ro-boxes": "ro",
@@ -158,16 +159,11 @@ def add_teacher_texts(sources: list[Source], labels: Path) -> None:
         s.items = [(image, [Truth(t.box, text_of(image, t)) for t in truths]) for image, truths in s.items]
 
 
-def vehicle_region(plate: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
-    """The region a pole's motion detector would give around the vehicle that carries ``plate`` (x, y, w, h):
-    a car's front is about 3.5 plate widths wide (1.8 m against 0.52 m) and its plate sits low in it."""
-    x, y, w, h = plate
-    cx, cy = x + w / 2, y + h / 2
-    return round(cx - 1.75 * w), round(cy - 2.0 * w), round(3.5 * w), round(2.6 * w)
-
-
-def vehicle_regions(truths: list[Truth]) -> list[tuple[int, int, int, int]]:
-    return [vehicle_region(t.box) for t in truths]
+def vehicle_regions(truths: list[Truth], frame_w: int, frame_h: int) -> list[tuple[int, int, int, int]]:
+    """Where a pole's motion would be: around each annotated plate, its vehicle (``context_image.vehicle_region``,
+    the transit record's own model of a car around its plate)."""
+    boxes = (tuple(round(v) for v in t.box) for t in truths)
+    return [r for b in boxes if (r := vehicle_region(b, frame_w, frame_h)) is not None]  # type: ignore[arg-type]
 
 
 def collect(root: Path, with_training: bool) -> list[Source]:
