@@ -21,7 +21,13 @@ from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr import ModelError, PlateRead, PlateReader
 from edge_agent.pipeline.alpr.detector import Detection
 from edge_agent.pipeline.alpr.read_command import plate_record, run_read
-from edge_agent.pipeline.alpr.reader import DEFAULT_DETECTOR, DEFAULT_OCR, second_look_region, tilted_box
+from edge_agent.pipeline.alpr.reader import (
+    DEFAULT_DETECTOR,
+    DEFAULT_OCR,
+    second_look_region,
+    second_looks,
+    tilted_box,
+)
 from edge_agent.pipeline.alpr.types import OcrRead
 from edge_agent.sources.demo import DemoSource
 from edge_agent.sources.plate_render import render_plate
@@ -262,6 +268,36 @@ def test_second_look_region() -> None:
     x, y, w, h = second_look_region([(1900, 1000, 10, 10)], 1920, 1080, 320)  # type: ignore[misc]
     assert (w, h) == (320, 320) and x + w <= 1920 and y + h <= 1080, "at least the input size, inside the frame"
     assert second_look_region([(10, 10, 50, 30)], 480, 360, 320) is None, "a small frame is seen whole"
+
+
+def test_second_looks_one_per_group_of_regions() -> None:
+    near = [(900, 500, 120, 80), (1000, 520, 100, 70)]
+    assert second_looks(near, 1920, 1080, 320) == [second_look_region(near, 1920, 1080, 320)], "one group: one look"
+    left, right = (100, 600, 200, 150), (1600, 600, 260, 160)
+    assert second_look_region([left, right], 1920, 1080, 320) is None, "one look around both would be most of it"
+    looks = second_looks([left, right], 1920, 1080, 320)
+    assert looks == [second_look_region([right], 1920, 1080, 320), second_look_region([left], 1920, 1080, 320)]
+    middle = (900, 100, 150, 100)
+    assert len(second_looks([left, right, middle], 1920, 1080, 320)) == 2, "at most two looks: the largest groups"
+    assert second_looks([(0, 0, 1500, 900), left], 1920, 1080, 320) == [second_look_region([left], 1920, 1080, 320)]
+    assert second_looks([], 1920, 1080, 320) == []
+
+
+def test_two_cars_far_apart_each_get_a_second_look(reader: PlateReader) -> None:
+    # Two lanes: one look around both cars would cover most of the frame and gain nothing, so each gets
+    # its own; their plates, 8 px wide at the detector's input (found by neither look alone), are read at
+    # full size.
+    rng = np.random.default_rng(5)
+    frame = rng.integers(70, 110, (1080, 1920, 3), dtype=np.uint8)
+    cars = [(150, 600, 260, 160), (1500, 600, 260, 160)]
+    for (x, y, w, h), text in zip(cars, ("GX482KT", "FB301MZ"), strict=True):
+        cv2.rectangle(frame, (x, y), (x + w, y + h), (40, 40, 150), -1)
+        frame[y + 100:y + 110, x + 80:x + 128] = cv2.resize(render_plate(text), (48, 10), interpolation=cv2.INTER_AREA)
+    assert reader.read(frame) == [], "too small for the whole frame"
+    looks = reader.second_looks
+    texts = sorted(r.text for r in reader.read(frame, cars))
+    assert reader.second_looks == looks + 1, "counted per frame"
+    assert texts == ["FB301MZ", "GX482KT"], texts
 
 
 def test_reads_below_min_confidence_are_not_returned() -> None:

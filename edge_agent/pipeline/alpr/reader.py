@@ -47,6 +47,9 @@ _TWO_ROW_MARGIN = two_row_cut_margin()
 _WIDE_CANDIDATE = 0.4
 _WIDE_CANDIDATE_SCORE = 0.1
 _ZOOM_OUT = 2.0
+# Second looks per frame at most (one per group of regions far apart, e.g. cars in different lanes): each
+# costs a detector pass, on the frames with motion only.
+_MOST_LOOKS = 2
 # A plate whose edges lean at least this much (degrees) is deskewed before it is read.
 _MIN_TILT = 2.0
 
@@ -93,7 +96,7 @@ class PlateReader:
         self.rectify = rectify
         self.formats = PlateFormats(formats)
         self.wide_retry = wide_retry
-        self.second_looks = 0  # frames that got a second, closer detector pass (see read)
+        self.second_looks = 0  # frames that got one or more second, closer detector passes (see read)
         self.zoomed_out_looks = 0  # frames that got a second, zoomed-out pass (a plate too big for the model's boxes)
 
     @property
@@ -115,10 +118,9 @@ class PlateReader:
             for det in self.detector.detect(image, zoom_out=_ZOOM_OUT):
                 _merge(found, det)
         side = max(self.detector.input_w, self.detector.input_h)
-        look = second_look_region(regions, image.shape[1], image.shape[0], side)
-        if look is not None:
-            self.second_looks += 1
-            lx, ly, lw, lh = look
+        looks = second_looks(regions, image.shape[1], image.shape[0], side)
+        self.second_looks += bool(looks)
+        for lx, ly, lw, lh in looks:
             for det in self.detector.detect(image[ly:ly + lh, lx:lx + lw]):
                 x, y, w, h = det.box
                 _merge(found, Detection((x + lx, y + ly, w, h), det.score))
@@ -211,6 +213,26 @@ def _merge(found: list[Detection], det: Detection) -> None:
         found.append(det)
     elif all(found[i].score < det.score for i in same):
         found[same[0]] = det
+
+
+def second_looks(regions: Sequence[tuple[int, int, int, int]], frame_w: int, frame_h: int,
+                 input_px: int) -> list[tuple[int, int, int, int]]:
+    """The areas second detector passes look at: the regions grouped so that each group's look gains pixels
+    (``second_look_region``), largest regions first, each joining the first group it still fits; at most
+    ``_MOST_LOOKS``, the groups with the most region area first. Regions that fit one look get that one look;
+    vehicles far apart (several lanes) get one each, where one look around all would be most of the frame."""
+    groups: list[list[tuple[int, int, int, int]]] = []
+    for r in sorted(regions, key=lambda r: -r[2] * r[3]):
+        for g in groups:
+            if second_look_region([*g, r], frame_w, frame_h, input_px) is not None:
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    looks = [(sum(r[2] * r[3] for r in g), look) for g in groups
+             if (look := second_look_region(g, frame_w, frame_h, input_px)) is not None]
+    looks.sort(key=lambda a: -a[0])
+    return [look for _, look in looks[:_MOST_LOOKS]]
 
 
 def second_look_region(regions: Sequence[tuple[int, int, int, int]], frame_w: int, frame_h: int,
