@@ -162,8 +162,13 @@ def add_teacher_texts(sources: list[Source], labels: Path) -> None:
 def vehicle_regions(truths: list[Truth], frame_w: int, frame_h: int) -> list[tuple[int, int, int, int]]:
     """Where a pole's motion would be: around each annotated plate, its vehicle (``context_image.vehicle_region``,
     the transit record's own model of a car around its plate)."""
-    boxes = (tuple(round(v) for v in t.box) for t in truths)
-    return [r for b in boxes if (r := vehicle_region(b, frame_w, frame_h)) is not None]  # type: ignore[arg-type]
+    out = []
+    for t in truths:
+        x, y, w, h = (round(v) for v in t.box)
+        region = vehicle_region((x, y, w, h), frame_w, frame_h)
+        if region is not None:
+            out.append(region)
+    return out
 
 
 def collect(root: Path, with_training: bool) -> list[Source]:
@@ -360,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"eval_holdout: not a folder: {root}", file=sys.stderr)
         return 2
+    if args.motion_regions and args.sweep:
+        print("eval_holdout: --motion-regions scores the reader as a pole runs it; --sweep the detector alone: "
+              "use one or the other", file=sys.stderr)
+        return 2
     sources = collect(root, args.all)
     if args.labels is not None:
         add_teacher_texts(sources, args.labels)
@@ -423,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         "split_rule": split_summary(),
         "datasets": str(root),
         "score_threshold": threshold,
+        "motion_regions": args.motion_regions,
     }
     if args.json:
         print(json.dumps({**header, "sources": rows, "sweep": asdict(sw) if sw else None, "seconds": seconds}))
@@ -430,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"models     {header['models']}")
     print(f"split      {header['split']} (held out: {header['split_rule']})")
     print(f"datasets   {root}")
-    print(f"threshold  {threshold} (detector score)\n")
+    print(f"threshold  {threshold} (detector score)")
+    regions = "around each vehicle (the second look scored)" if args.motion_regions else "none (whole frames)"
+    print(f"regions    {regions}\n")
     print_table(rows)
     for m in rows:
         if m["part"] == "validation" and str(m["source"]).startswith("TOTAL"):

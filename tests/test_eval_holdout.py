@@ -195,4 +195,7 @@ def test_motion_regions_score_the_second_look(
     looked = {r["source"]: r for r in _run(monkeypatch, capsys, "--datasets", str(tmp_path),
                                            "--motion-regions")["sources"]}
     assert whole["br"]["detector_recall_iou0.3"] == 0.0
+    assert _run(monkeypatch, capsys, "--datasets", str(tmp_path), "--motion-regions")["motion_regions"] is True
     assert looked["br"]["detector_recall_iou0.3"] == 1.0
+    monkeypatch.setattr(sys, "argv", ["eval_holdout.py", "--datasets", str(tmp_path), "--motion-regions", "--sweep"])
+    assert eval_holdout.main() == 2, "the sweep scores the detector alone, without regions"
