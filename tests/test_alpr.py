@@ -281,6 +281,12 @@ def test_second_looks_one_per_group_of_regions() -> None:
     assert len(second_looks([left, right, middle], 1920, 1080, 320)) == 2, "at most two looks: the largest groups"
     assert second_looks([(0, 0, 1500, 900), left], 1920, 1080, 320) == [second_look_region([left], 1920, 1080, 320)]
     assert second_looks([], 1920, 1080, 320) == []
+    # A frame full of small motion boxes (rain, snow, a shaking mast): still at most two looks, in the frame.
+    rng = np.random.default_rng(2)
+    noise = [(int(rng.integers(0, 1900)), int(rng.integers(0, 1060)), 20, 20) for _ in range(500)]
+    looks = second_looks(noise, 1920, 1080, 320)
+    assert 1 <= len(looks) <= 2
+    assert all(x >= 0 and y >= 0 and x + w <= 1920 and y + h <= 1080 and min(w, h) >= 320 for x, y, w, h in looks)
 
 
 def test_two_cars_far_apart_each_get_a_second_look(reader: PlateReader) -> None:

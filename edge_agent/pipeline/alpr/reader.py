@@ -221,18 +221,27 @@ def second_looks(regions: Sequence[tuple[int, int, int, int]], frame_w: int, fra
     (``second_look_region``), largest regions first, each joining the first group it still fits; at most
     ``_MOST_LOOKS``, the groups with the most region area first. Regions that fit one look get that one look;
     vehicles far apart (several lanes) get one each, where one look around all would be most of the frame."""
-    groups: list[list[tuple[int, int, int, int]]] = []
+    # A group is kept as the box around its regions and their area: its look depends on that box alone, so
+    # a frame full of small motion boxes (rain, snow, a shaking mast) costs one test per region and group.
+    groups: list[tuple[tuple[int, int, int, int], int]] = []
     for r in sorted(regions, key=lambda r: -r[2] * r[3]):
-        for g in groups:
-            if second_look_region([*g, r], frame_w, frame_h, input_px) is not None:
-                g.append(r)
+        for i, (box, area) in enumerate(groups):
+            both = _around(box, r)
+            if second_look_region([both], frame_w, frame_h, input_px) is not None:
+                groups[i] = (both, area + r[2] * r[3])
                 break
         else:
-            groups.append([r])
-    looks = [(sum(r[2] * r[3] for r in g), look) for g in groups
-             if (look := second_look_region(g, frame_w, frame_h, input_px)) is not None]
+            groups.append((r, r[2] * r[3]))
+    looks = [(area, look) for box, area in groups
+             if (look := second_look_region([box], frame_w, frame_h, input_px)) is not None]
     looks.sort(key=lambda a: -a[0])
     return [look for _, look in looks[:_MOST_LOOKS]]
+
+
+def _around(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The box around two boxes (x, y, w, h)."""
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    return x0, y0, max(a[0] + a[2], b[0] + b[2]) - x0, max(a[1] + a[3], b[1] + b[3]) - y0
 
 
 def second_look_region(regions: Sequence[tuple[int, int, int, int]], frame_w: int, frame_h: int,
