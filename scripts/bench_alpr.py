@@ -19,7 +19,8 @@ does (``eval_holdout.py --motion-regions`` scores that look).
 ``--baseline-detector/--baseline-ocr`` time a second reader (e.g. the previous models) on the same
 photos in the same passes, interleaved, and print the ratio of the medians: machines differ and are
 noisy, ratios within one run do not. ``--baseline-no-wide-retry`` makes the second reader one without the
-wider second cut of reads that fit no format (``PlateReader(wide_retry=False)``).
+wider second cut of reads that fit no format (``PlateReader(wide_retry=False)``); ``--baseline-no-refine`` one
+without the closer look that draws each box again (``PlateReader(refine=False)``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> int:
     ap.add_argument("--baseline-ocr", type=Path, default=None)
     ap.add_argument("--baseline-no-wide-retry", action="store_true",
                     help="the baseline reader without the wider second cut of reads that fit no format")
+    ap.add_argument("--baseline-no-refine", action="store_true",
+                    help="the baseline reader without the closer look that draws each box again")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # one core, as on the pole where capture and MQTT share the CPU
     files = sorted(p for p in args.dataset.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -69,9 +72,10 @@ def main() -> int:
         return 2
     try:
         readers = {"reader": PlateReader(args.detector, args.ocr, threads=1)}
-        if args.baseline_detector or args.baseline_ocr or args.baseline_no_wide_retry:
+        if args.baseline_detector or args.baseline_ocr or args.baseline_no_wide_retry or args.baseline_no_refine:
             readers["baseline"] = PlateReader(args.baseline_detector, args.baseline_ocr, threads=1,
-                                              wide_retry=not args.baseline_no_wide_retry)
+                                              wide_retry=not args.baseline_no_wide_retry,
+                                              refine=not args.baseline_no_refine)
     except ModelError as exc:
         print(f"bench_alpr: {exc}", file=sys.stderr)
         return 2

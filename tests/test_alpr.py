@@ -19,11 +19,12 @@ import pytest
 from edge_agent.config import Config
 from edge_agent.core.boxes import box_iou
 from edge_agent.pipeline.alpr import ModelError, PlateRead, PlateReader
-from edge_agent.pipeline.alpr.detector import Detection
+from edge_agent.pipeline.alpr.detector import Detection, PlateDetector
 from edge_agent.pipeline.alpr.read_command import plate_record, run_read
 from edge_agent.pipeline.alpr.reader import (
     DEFAULT_DETECTOR,
     DEFAULT_OCR,
+    _skew_angle,
     second_look_region,
     second_looks,
     tilted_box,
@@ -304,6 +305,51 @@ def test_two_cars_far_apart_each_get_a_second_look(reader: PlateReader) -> None:
     texts = sorted(r.text for r in reader.read(frame, cars))
     assert reader.second_looks == looks + 1, "counted per frame"
     assert texts == ["FB301MZ", "GX482KT"], texts
+
+
+def test_the_detector_runs_its_weights_at_a_smaller_input() -> None:
+    # The closer look runs the shipped file at 96 x 96: the same weights, the upsampling sizes scaled.
+    small = PlateDetector(DEFAULT_DETECTOR, input_side=96)
+    assert (small.input_w, small.input_h, small.grid_w, small.stride) == (96, 96, 24, 4.0)
+    assert small.version == PlateDetector(DEFAULT_DETECTOR).version, "the same model, named the same"
+    window = demo_frame("AB123CD", 120, (60, 120))[60:360, 0:300]
+    truth = (60, 60, 120, round(120 * 110 / 520))
+    found = small.detect(window)
+    assert found and box_iou(found[0].box, truth) >= 0.6, (found, truth)
+    # Sizes the network's strides cannot take are refused as the model error they are.
+    with pytest.raises(ModelError, match="cannot run at a 100 x 100 input: .*does not scale"):
+        PlateDetector(DEFAULT_DETECTOR, input_side=100)
+    with pytest.raises(ModelError):
+        PlateDetector(DEFAULT_DETECTOR, input_side=0)
+
+
+def test_each_box_is_drawn_again_by_a_closer_look() -> None:
+    # An 80 px plate in a 1920 px frame is 13 px at the detector's input, whose cells are 24 frame pixels:
+    # the refining look, where the plate is ~51 px, draws its box closer. The OCR still reads the first
+    # look's cut (the framing it learnt): the same text either way.
+    rng = np.random.default_rng(4)
+    frame = rng.integers(70, 110, (1080, 1920, 3), dtype=np.uint8)
+    truth = (1301, 613, 80, 17)
+    frame[613:630, 1301:1381] = cv2.resize(render_plate("GX482KT"), (80, 17), interpolation=cv2.INTER_AREA)
+    refined, first = PlateReader().read(frame), PlateReader(refine=False).read(frame)
+    assert [r.text for r in refined] == [r.text for r in first] == ["GX482KT"]
+    assert box_iou(refined[0].box, truth) >= 0.8 and box_iou(first[0].box, truth) < 0.7, (refined[0].box, first[0].box)
+    det = PlateReader().detect(frame)[0]
+    assert det.cut_box is not None and det.cut_box != det.box and box_iou(det.cut_box, first[0].box) > 0.9
+    # A plate the frame's own look already sees closer than the closer look would (200 px of a 1280 px frame:
+    # shrunk 4x there, 5.2x in a window of 2.5 plate widths at 96 px) keeps its box.
+    big = PlateReader().detect(demo_frame("AB123CD", 200))
+    assert big and big[0].cut_box is None
+
+
+def test_the_box_measure_sees_leans_the_deskew_measure_leaves() -> None:
+    # A plate's border turned 25 deg: past the deskew's +-20 deg (the OCR reads the crop as it is), inside the
+    # published box's +-30 deg, which then grows to the plate's outline (tilted_box).
+    crop = np.full((140, 300), 200, np.uint8)
+    for y in (50, 90):
+        cv2.line(crop, (20, y + 60), (280, y - 61), 30, 3)
+    assert _skew_angle(crop) == 0.0
+    assert abs(abs(_skew_angle(crop, 0.3, 30.0)) - 25.0) < 1.5
 
 
 def test_reads_below_min_confidence_are_not_returned() -> None:

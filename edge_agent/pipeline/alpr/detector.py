@@ -23,10 +23,14 @@ from edge_agent.pipeline.alpr.types import ModelError
 
 @dataclass(frozen=True)
 class Detection:
-    """A plate box in pixels of the input image (x, y, w, h floats) and its heatmap score (0-1)."""
+    """A plate box in pixels of the input image (x, y, w, h floats) and its heatmap score (0-1).
+
+    ``cut_box``, when set, is the box the plate is cut out from for the OCR, where ``box`` was drawn again
+    by a closer look (``PlateReader.refined``): the OCR learnt the framing of the first look's boxes."""
 
     box: tuple[float, float, float, float]
     score: float
+    cut_box: tuple[float, float, float, float] | None = None
 
 
 class PlateDetector:
@@ -38,8 +42,11 @@ class PlateDetector:
         threads: int = 1,
         score_threshold: float = 0.35,
         max_plates: int = 8,
+        input_side: int | None = None,
     ) -> None:
-        self._interp, self.version = load_interpreter(model_path, threads, "plate detector")
+        """``input_side``: run the model at a square input of that many pixels instead of its own (the
+        network is fully convolutional), e.g. a cheap pass over a small window."""
+        self._interp, self.version = load_interpreter(model_path, threads, "plate detector", input_side)
         self.score_threshold = score_threshold
         self.max_plates = max_plates
 

@@ -50,8 +50,26 @@ _ZOOM_OUT = 2.0
 # Second looks per frame at most (one per group of regions far apart, e.g. cars in different lanes): each
 # costs a detector pass, on the frames with motion only.
 _MOST_LOOKS = 2
+# A box kept is drawn again by a closer look: a window around it, the box's long side times this, through the
+# same weights at a small input, where the plate is about 38 px wide (inside the 10-170 px the detector learnt)
+# and its box is drawn to a few pixels of the frame, where the frame's own look, shrunk several times, draws it
+# to cells of 8-24 frame pixels. Only where that look is closer than the frame's. The window from the model's
+# geometry, the input for cost (a pass there costs ~1/10 of a full one); candidates from this score on can
+# redraw a box (the zoomed-out look's floor). Change RSC2, the detector's card.
+_REFINE_WINDOW = 2.5
+_REFINE_INPUT = 96
+_REFINE_FLOOR = 0.1
 # A plate whose edges lean at least this much (degrees) is deskewed before it is read.
 _MIN_TILT = 2.0
+# The tilt measure's edges: at least this share of the crop's width, leaning at most this much (degrees). For
+# the published box of a plate read as it is, shorter and steeper edges count too (a border cut by a tight box,
+# or broken by bolts and dirt; a plate turned 20 deg or more): a lean seen there grows the box around the
+# plate's outline, it does not turn the OCR's crop (a deskew by those edges reads worse: change S). Measured at
+# the cut's own pixels: shrunk, a pixel of rise along the shortest edge is more than the 2 deg that counts.
+_EDGE_MIN_LENGTH = 0.45
+_EDGE_MAX_TILT = 20.0
+_BOX_EDGE_MIN_LENGTH = 0.3
+_BOX_EDGE_MAX_TILT = 30.0
 
 
 # (confidence, read as two rows, the format check, per-character confidences of the checked text)
@@ -78,18 +96,23 @@ class PlateReader:
         rectify: bool = True,
         formats: Sequence[str] = DEFAULT_ORDER,
         wide_retry: bool = True,
+        refine: bool = True,
     ) -> None:
         """``formats``: the enabled plate formats (``[formats] enabled``), in priority order; every read
         is checked against them, as the daemon publishes it. ``min_confidence``: reads below it are not
         returned (``alpr.min_confidence``, whose default this is; the daemon's frame pipeline sets it to
         the node's value). ``wide_retry``: a one-row read that fits no format is read again from a wider cut
-        (``read_crop``); off only to measure what it changes."""
+        (``read_crop``); off only to measure what it changes. ``refine``: each box found is drawn again by a
+        closer look (``refined``); off only to measure what it changes."""
+        detector_file = Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR
         self.detector = PlateDetector(
-            Path(detector_path) if detector_path is not None else DEFAULT_DETECTOR,
+            detector_file,
             threads=threads,
             score_threshold=score_threshold,
             max_plates=max_plates,
         )
+        self.refiner = (PlateDetector(detector_file, threads=threads, score_threshold=_REFINE_FLOOR,
+                                      max_plates=max_plates, input_side=_REFINE_INPUT) if refine else None)
         self.ocr = _load_ocr(Path(ocr_path) if ocr_path is not None else DEFAULT_OCR, threads)
         self.min_chars = min_chars
         self.min_confidence = min_confidence
@@ -109,7 +132,10 @@ class PlateReader:
 
     def detections(self, image: np.ndarray, regions: Sequence[tuple[int, int, int, int]] = ()) -> list[Detection]:
         """The detector's boxes in the whole frame, from a zoomed-out look when a candidate is about as wide
-        as the model's largest box, and from a second look around ``regions`` (see ``read``)."""
+        as the model's largest box, and from a second look around ``regions`` (see ``read``), each box drawn
+        again by a closer look (``refined``)."""
+        # Every look reads grey pixels: the frame is turned grey once, not once per look.
+        image = image if image.ndim == 2 else np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         threshold = self.detector.score_threshold
         candidates = self.detector.detect(image, min_score=min(threshold, _WIDE_CANDIDATE_SCORE))
         found = [d for d in candidates if d.score >= threshold]
@@ -125,22 +151,55 @@ class PlateReader:
                 x, y, w, h = det.box
                 _merge(found, Detection((x + lx, y + ly, w, h), det.score))
         found.sort(key=lambda d: -d.score)
-        return found[: self.detector.max_plates]
+        found = found[: self.detector.max_plates]
+        if self.refiner is None:
+            return found
+        refined: list[Detection] = []
+        for det in found:
+            det = self.refined(image, det)
+            # Two boxes of one plate drawn apart by the first looks can meet here: the surer one stays.
+            if all(box_iou(det.box, r.box) <= 0.3 for r in refined):
+                refined.append(det)
+        return refined
+
+    def refined(self, image: np.ndarray, det: Detection) -> Detection:
+        """``det`` with its box drawn again by the closer look (the surest candidate there that overlaps it at
+        IoU >= 0.3), its score kept (which plates pass stays the first looks' call) and its first box kept as
+        the OCR's cut: read from the tighter box, the OCR drops edge characters (its margins were set for the
+        first look's boxes; change R, the detector's card)."""
+        if self.refiner is None:
+            return det
+        x, y, w, h = det.box
+        side = _REFINE_WINDOW * max(w, h)
+        frame_h, frame_w = image.shape[:2]
+        # A look no closer than the frame's own draws no better box.
+        if side <= 0 or _REFINE_INPUT / side <= min(self.detector.input_w / frame_w, self.detector.input_h / frame_h):
+            return det
+        ww, wh = min(side, float(frame_w)), min(side, float(frame_h))
+        left = int(min(max(x + w / 2 - ww / 2, 0.0), frame_w - ww))
+        top = int(min(max(y + h / 2 - wh / 2, 0.0), frame_h - wh))
+        for cand in self.refiner.detect(image[top:top + round(wh), left:left + round(ww)]):
+            cx, cy, cw, ch = cand.box
+            box = (cx + left, cy + top, cw, ch)
+            if box_iou(box, det.box) >= 0.3:
+                return Detection(box, det.score, det.box)
+        return det
 
     def read_crop(self, image_bgr: np.ndarray, det: Detection) -> PlateRead | None:
         """Reads one detected plate, or None when no plausible plate text is found in it."""
-        cut = _cut(image_bgr, det.box, self.rectify)
+        cut_box = det.box if det.cut_box is None else det.cut_box
+        cut = _cut(image_bgr, cut_box, self.rectify)
         if cut is None:
             return None
         crop, tilt = cut
-        x, y, w, h = det.box
+        x, y, w, h = cut_box
         # A squarish box is a two-row plate (motorcycle, moped, square EU) or a wide one seen at an
         # angle or a US-shaped one: read it both ways and keep the surer read.
         ways = [(False, crop)]
         if is_two_row(w, h):
             # Cut again at the two-row training crops' border: the one-row margin, split at the gap,
             # would give each row far more context above or below than the OCR ever saw.
-            rows = _cut(image_bgr, det.box, self.rectify, _TWO_ROW_MARGIN)
+            rows = _cut(image_bgr, cut_box, self.rectify, _TWO_ROW_MARGIN)
             if rows is not None:
                 ways.insert(0, (True, side_by_side(rows[0])))
         # A plate cut by the frame's edge shows no band where it was cut: no cue from it. The cue is
@@ -158,7 +217,7 @@ class PlateReader:
             if read is not None and (best is None or read[0] > best[0]):
                 best = read
         if self.wide_retry and best is not None and not best[1] and not best[2].valid:
-            wide = _cut(image_bgr, det.box, self.rectify, (_WIDE_MARGIN_X, _MARGIN_Y))
+            wide = _cut(image_bgr, cut_box, self.rectify, (_WIDE_MARGIN_X, _MARGIN_Y))
             read = None if wide is None else self._read_view(wide[0], False, one_row_band, det.score, dashes)
             # Only a read that now fits a layout replaces the first: a foreign plate fits none either way.
             if read is not None and read[2].valid and read[0] >= self.min_confidence:
@@ -167,8 +226,14 @@ class PlateReader:
             return None
         confidence, two_row, check, chars = best
         # The published box holds the whole plate: the detector's box of a tilted plate is about as high
-        # as the plate itself, not as the plate's tilted outline (plate_detector.md, "Tilted plates").
-        x, y, w, h = tilted_box(det.box, tilt, image_bgr.shape[0]) if tilt else det.box
+        # as the plate itself, not as the plate's tilted outline (plate_detector.md, "Tilted plates"). The
+        # closer look's box hugs the plate's body even more: a plate the OCR reads as it is (its edges too short
+        # or too steep for the deskew's measure) gets the box around its outline where the box's measure sees
+        # a lean (change RSC2).
+        lean = tilt
+        if not tilt and self.refiner is not None:
+            lean = _skew_angle(crop, _BOX_EDGE_MIN_LENGTH, _BOX_EDGE_MAX_TILT)
+        x, y, w, h = tilted_box(det.box, lean, image_bgr.shape[0]) if abs(lean) >= _MIN_TILT else det.box
         box = (round(x), round(y), max(1, round(w)), max(1, round(h)))
         return PlateRead(check.text, box, confidence, chars, crop, country=check.country,
                          corrected_from=check.corrected_from, two_row=two_row,
@@ -354,8 +419,10 @@ def tilted_box(box: tuple[float, float, float, float], angle: float,
     return x, top, w, bottom - top
 
 
-def _skew_angle(crop: np.ndarray) -> float:
+def _skew_angle(crop: np.ndarray, min_length: float = _EDGE_MIN_LENGTH, max_tilt: float = _EDGE_MAX_TILT) -> float:
     """Rotation (degrees) of the plate's horizontal edges; 0 when unsure.
+
+    Edges count from ``min_length`` of the crop's width and up to ``max_tilt`` degrees.
 
     A plate's top/bottom borders and character rows give long near-horizontal edges; their median
     angle is the plate's tilt. An axis-aligned detector box around a tilted plate is the common
@@ -366,7 +433,7 @@ def _skew_angle(crop: np.ndarray) -> float:
     if w < 40 or h < 12:
         return 0.0
     edges = cv2.Canny(grey, 60, 160)
-    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=max(20, w // 4), minLineLength=w * 0.45,
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=max(20, w // 4), minLineLength=w * min_length,
                             maxLineGap=max(3, w // 30))
     if lines is None:
         return 0.0
@@ -377,7 +444,7 @@ def _skew_angle(crop: np.ndarray) -> float:
             a -= 180
         elif a < -90:
             a += 180
-        if abs(a) < 20:
+        if abs(a) < max_tilt:
             angles.append(a)
     if len(angles) < 2:
         return 0.0
