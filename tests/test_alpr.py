@@ -317,7 +317,7 @@ def test_the_detector_runs_its_weights_at_a_smaller_input() -> None:
     found = small.detect(window)
     assert found and box_iou(found[0].box, truth) >= 0.6, (found, truth)
     # Sizes the network's strides cannot take are refused as the model error they are.
-    with pytest.raises(ModelError, match="cannot run at a 100 x 100 input: .*does not scale"):
+    with pytest.raises(ModelError, match=r"cannot run at a 100 x 100 input: .*does not scale"):
         PlateDetector(DEFAULT_DETECTOR, input_side=100)
     with pytest.raises(ModelError):
         PlateDetector(DEFAULT_DETECTOR, input_side=0)
