@@ -325,7 +325,7 @@ def test_the_detector_runs_its_weights_at_a_smaller_input() -> None:
 
 def test_each_box_is_drawn_again_by_a_closer_look() -> None:
     # An 80 px plate in a 1920 px frame is 13 px at the detector's input, whose cells are 24 frame pixels:
-    # the refining look, where the plate is ~51 px, draws its box closer. The OCR still reads the first
+    # the closer look, where the plate is ~38 px, draws its box closer. The OCR still reads the first
     # look's cut (the framing it learnt): the same text either way.
     rng = np.random.default_rng(4)
     frame = rng.integers(70, 110, (1080, 1920, 3), dtype=np.uint8)

@@ -192,10 +192,10 @@ def test_motion_regions_score_the_second_look(
     assert cv2.imwrite(str(folder / name), frame)
     (folder / name).with_suffix(".txt").write_text(f"{name}\t700\t500\t28\t6\tAB123CD\n")
     whole = {r["source"]: r for r in _run(monkeypatch, capsys, "--datasets", str(tmp_path))["sources"]}
-    looked = {r["source"]: r for r in _run(monkeypatch, capsys, "--datasets", str(tmp_path),
-                                           "--motion-regions")["sources"]}
+    run = _run(monkeypatch, capsys, "--datasets", str(tmp_path), "--motion-regions")
+    looked = {r["source"]: r for r in run["sources"]}
     assert whole["br"]["detector_recall_iou0.3"] == 0.0
-    assert _run(monkeypatch, capsys, "--datasets", str(tmp_path), "--motion-regions")["motion_regions"] is True
+    assert run["motion_regions"] is True
     assert looked["br"]["detector_recall_iou0.3"] == 1.0
     monkeypatch.setattr(sys, "argv", ["eval_holdout.py", "--datasets", str(tmp_path), "--motion-regions", "--sweep"])
     assert eval_holdout.main() == 2, "the sweep scores the detector alone, without regions"

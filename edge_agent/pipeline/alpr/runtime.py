@@ -93,10 +93,10 @@ def at_input_side(data: bytes, side: int) -> bytes:
     buf = bytearray(data)
     model = schema.Model.GetRootAs(buf, 0)
     graph = model.Subgraphs(0)
-    shape = graph.Tensors(graph.Inputs(0)).ShapeAsNumpy()
-    trained = int(shape[1])
-    if len(shape) != 4 or trained != int(shape[2]) or side <= 0:
-        raise ValueError(f"cannot run a model with input {list(shape)} at {side} x {side}")
+    shape = [int(v) for v in graph.Tensors(graph.Inputs(0)).ShapeAsNumpy()]
+    if len(shape) != 4 or shape[1] != shape[2] or side <= 0:
+        raise ValueError(f"cannot run a model with input {shape} at {side} x {side}")
+    trained = shape[1]
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
