@@ -18,6 +18,15 @@ def test_each_format_accepts_its_plates(text: str, country: str) -> None:
     assert PlateFormats([country]).country(text) == country
 
 
+def test_old_french_plates_end_with_any_department() -> None:
+    # The FNI layout's department: two digits, Corsica's 2A and 2B, or overseas 971-976 (978 ZBF 971).
+    f = PlateFormats(["FR"])
+    for text in ("1234AB75", "682ZBG971", "123AB976", "45ABC2A", "45ABC2B"):
+        assert f.country(text) == "FR", text
+    for text in ("682ZBG977", "45ABC2C", "45ABC7"):
+        assert f.country(text) is None, text
+
+
 def test_first_enabled_format_names_the_country() -> None:
     assert PlateFormats().country("AB123CD") == "IT", "IT first by default"
     assert PlateFormats(["SK", "FR"]).country("BA123XY") == "SK"

@@ -25,7 +25,8 @@ FORMATS: dict[str, tuple[str, ...]] = {
     # Cars AA123AA; motorcycles AA12345 (two rows: AA over 12345, read top row first).
     "IT": (rf"[{_IT_L}]{{2}}\d{{3}}[{_IT_L}]{{2}}", rf"[{_IT_L}]{{2}}\d{{5}}"),
     "DE": (rf"[{_L}]{{1,3}}[{_L}]{{1,2}}[1-9]\d{{0,3}}[EH]?",),
-    "FR": (rf"[{_FR_L}]{{2}}\d{{3}}[{_FR_L}]{{2}}", rf"\d{{1,4}}[{_L}]{{1,3}}\d{{2}}"),
+    # SIV AA123AA; the older FNI 1234ABC75, whose department is also Corsica's 2A / 2B or overseas 971-976.
+    "FR": (rf"[{_FR_L}]{{2}}\d{{3}}[{_FR_L}]{{2}}", rf"\d{{1,4}}[{_L}]{{1,3}}(?:\d{{2}}|2[AB]|97[1-6])"),
     "ES": (rf"\d{{4}}[{_ES_L}]{{3}}", rf"[{_L}]{{1,2}}\d{{4}}[{_L}]{{1,2}}"),
     "CH": (rf"(?:{_CH_CANTONS})\d{{1,6}}",),
     "AT": (rf"[{_L}]{{1,2}}\d{{1,5}}[{_L}]{{1,2}}", rf"[{_L}]{{1,2}}[{_L}]{{1,3}}\d{{1,3}}"),
