@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +30,27 @@ def test_quick_fault_drill_loses_nothing(capsys: object) -> None:
     assert outage["backlog"] > 20 and outage["drain_rate_per_s"] > 0
     assert rc == 0
     assert Path(fault_drill.__file__).parent.name == "scripts"
+
+
+@pytest.mark.parametrize("used", [0, 4096, 5000])
+def test_fill_disk_fills_whatever_is_left(tmp_path: Path, used: int) -> None:
+    # A write the filesystem cuts short leaves bytes buffered, which closing the file flushes into a full disk
+    # (4096 bytes used before, on a 1 MB tmpfs): the drill once died of that ENOSPC instead of injecting it.
+    import fault_drill
+
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp_path)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs (needs root)")
+    try:
+        if used:
+            (tmp_path / "used").write_bytes(b"x" * used)
+        filler = fault_drill.fill_disk(tmp_path)
+        with pytest.raises(OSError):
+            (tmp_path / "more").write_bytes(b"x" * 65536)
+        filler.unlink(missing_ok=True)
+        (tmp_path / "more").write_bytes(b"x" * 65536)  # the space is back
+    finally:
+        subprocess.run(["umount", "-l", str(tmp_path)], check=False)
 
 
 @pytest.mark.slow
