@@ -156,10 +156,8 @@ class PlateReader:
             return found
         refined: list[Detection] = []
         for det in found:
-            det = self.refined(image, det)
-            # Two boxes of one plate drawn apart by the first looks can meet here: the surer one stays.
-            if all(box_iou(det.box, r.box) <= 0.3 for r in refined):
-                refined.append(det)
+            # Two boxes of one plate drawn apart by the first looks can meet here: surest first, so the surer stays.
+            _merge(refined, self.refined(image, det))
         return refined
 
     def refined(self, image: np.ndarray, det: Detection) -> Detection:
